@@ -1,0 +1,114 @@
+"""The ``ramparts`` command: parses arguments and calls the library; nothing else."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from . import __version__
+from .errors import ConfigError
+
+__all__ = ["main"]
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    from .config.plan import load_plan
+
+    try:
+        plan = load_plan(args.file)
+    except ConfigError as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 1
+    servers = len(plan.servers)
+    listeners = ", ".join(f"{h}:{p}" for h, p in plan.listeners)
+    print(f"{args.file}: ok ({servers} server(s) on {listeners}; {len(plan.upstreams)} upstream(s))")
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .config.plan import load_plan
+    from .server.lifecycle import configure_logging, run
+
+    try:
+        plan = load_plan(args.file)
+    except ConfigError as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 1
+    if args.workers:
+        from dataclasses import replace
+
+        plan = replace(plan, config=plan.config.model_copy(update={"workers": args.workers}))
+    configure_logging(plan.config.log_level)
+    return run(args.file, plan)
+
+
+def _cmd_cert(args: argparse.Namespace) -> int:
+    from .server.tls import make_self_signed
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    cert, key = out / "cert.pem", out / "key.pem"
+    make_self_signed(args.name, cert, key, days=args.days)
+    print(f"wrote {cert} and {key} for {', '.join(args.name)} (self-signed, {args.days} days)")
+    return 0
+
+
+def _cmd_origin(args: argparse.Namespace) -> int:
+    from .config.units import parse_address
+    from .origin import run_origin
+
+    host, port = parse_address(args.listen, default_host="127.0.0.1")
+    print(f"origin listening on http://{host}:{port}/", flush=True)
+    run_origin(host, port, args.name)
+    return 0
+
+
+def _cmd_schema(args: argparse.Namespace) -> int:
+    from .config.schema import Config
+
+    print(json.dumps(Config.model_json_schema(by_alias=True), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="ramparts", description="A layered network-security gateway.")
+    p.add_argument("--version", action="version", version=f"ramparts {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("check", help="validate a configuration file (like nginx -t)")
+    c.add_argument("file")
+    c.set_defaults(func=_cmd_check)
+
+    s = sub.add_parser("serve", help="run the gateway")
+    s.add_argument("file")
+    s.add_argument("--workers", type=int, default=0, help="override the worker count")
+    s.set_defaults(func=_cmd_serve)
+
+    t = sub.add_parser("cert", help="make a self-signed certificate for local trials")
+    t.add_argument("--name", action="append", default=None, help="DNS name or IP (repeatable)")
+    t.add_argument("--out", default=".", help="directory for cert.pem and key.pem")
+    t.add_argument("--days", type=int, default=30)
+    t.set_defaults(func=_cmd_cert)
+
+    o = sub.add_parser("origin", help="run a small demo origin server")
+    o.add_argument("--listen", default="127.0.0.1:3000")
+    o.add_argument("--name", default="origin")
+    o.set_defaults(func=_cmd_origin)
+
+    j = sub.add_parser("schema", help="print the configuration JSON Schema")
+    j.set_defaults(func=_cmd_schema)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "name", None) is None and args.command == "cert":
+        args.name = ["localhost", "127.0.0.1"]
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,323 @@
+"""The gateway configuration as frozen, validated objects: what a YAML file may say.
+
+Names and defaults follow nginx where a user would expect them (client_max_body_size is
+``limits.max_body_size``, proxy_connect_timeout is ``connect_timeout`` ...). Every model
+refuses unknown fields, so a typo is an error with its line, never silently ignored.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .units import Duration, Size, parse_address
+
+__all__ = [
+    "AccessLogConfig",
+    "Config",
+    "HeaderRules",
+    "HealthCheckConfig",
+    "LimitsConfig",
+    "ListenConfig",
+    "LocationConfig",
+    "PeerConfig",
+    "ProxyConfig",
+    "ReturnConfig",
+    "ServerConfig",
+    "StaticConfig",
+    "TLSConfig",
+    "UpstreamConfig",
+]
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+
+
+def _check_header_name(name: str) -> str:
+    if not _HEADER_NAME.match(name):
+        raise ValueError(f"not a valid header name: {name!r}")
+    return name
+
+
+def _check_header_value(value: str) -> str:
+    if any(c in value for c in "\r\n\0"):
+        raise ValueError("a header value cannot contain CR, LF or NUL")
+    return value
+
+
+class LimitsConfig(_Model):
+    """Per-worker client limits; each answered with its own status."""
+
+    max_connections: int = Field(10000, ge=1, description="Open client connections per worker.")
+    max_header_size: Size = Field(
+        16384, ge=256, description="Request line and headers together; over it: 431."
+    )
+    max_headers: int = Field(100, ge=1, description="Header fields per request; over it: 431.")
+    max_uri_length: Size = Field(8192, ge=16, description="Request-target length; over it: 414.")
+    max_body_size: Size = Field(
+        1048576, ge=0, description="Request body size; over it: 413. 0 means unlimited."
+    )
+    client_header_timeout: Duration = Field(
+        60.0, gt=0, description="Time to receive the whole request head."
+    )
+    client_body_timeout: Duration = Field(
+        60.0, gt=0, description="Longest pause between two reads of the request body."
+    )
+    keepalive_timeout: Duration = Field(
+        75.0, ge=0, description="Idle time allowed between requests on one connection."
+    )
+    keepalive_requests: int = Field(1000, ge=1, description="Requests served per connection.")
+    send_timeout: Duration = Field(
+        60.0, gt=0, description="Longest time a response write may wait for the client to read."
+    )
+
+
+class ListenConfig(_Model):
+    """One listening address of a server."""
+
+    address: str = Field(description="host:port, [v6]:port or a port number.")
+    tls: bool = Field(False, description="Terminate TLS on this address.")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        parse_address(v)
+        return v
+
+    @property
+    def host_port(self) -> tuple[str, int]:
+        return parse_address(self.address)
+
+
+class TLSConfig(_Model):
+    """A certificate for a server; on a shared address the SNI name picks the server's."""
+
+    certificate: Path = Field(description="PEM certificate chain.")
+    key: Path = Field(description="PEM private key.")
+    protocols: list[Literal["TLSv1.2", "TLSv1.3"]] = Field(
+        default_factory=lambda: ["TLSv1.2", "TLSv1.3"], min_length=1
+    )
+    ciphers: str = Field(
+        "ECDHE+AESGCM:ECDHE+CHACHA20",
+        description="OpenSSL cipher list for TLS 1.2 (TLS 1.3 suites are always modern).",
+    )
+
+
+class HeaderRules(_Model):
+    """Header changes in one direction. ``hide``/``remove`` drop fields, ``set`` replaces
+    them, ``add`` appends."""
+
+    remove: list[str] = Field(default_factory=list, alias="hide")
+    set: dict[str, str] = Field(default_factory=dict)
+    add: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("remove")
+    @classmethod
+    def _names(cls, v: list[str]) -> list[str]:
+        return [_check_header_name(n) for n in v]
+
+    @field_validator("set", "add")
+    @classmethod
+    def _fields(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            _check_header_name(name)
+            _check_header_value(value)
+        return v
+
+
+class HeadersConfig(_Model):
+    request: HeaderRules = Field(default_factory=HeaderRules)
+    response: HeaderRules = Field(default_factory=HeaderRules)
+
+
+class ProxyConfig(_Model):
+    """Relay the request to an upstream group."""
+
+    upstream: str = Field(description="Name of an upstream group, or http://host:port.")
+    host: str = Field(
+        "$host",
+        description="Host header sent upstream: '$host' passes the client's, "
+        "'$upstream' the peer address, anything else is sent as written.",
+    )
+    x_forwarded: bool = Field(
+        True, description="Append X-Forwarded-For and set X-Forwarded-Proto / -Host."
+    )
+    connect_timeout: Duration | None = None
+    read_timeout: Duration | None = None
+    send_timeout: Duration | None = None
+
+
+class ReturnConfig(_Model):
+    """Answer from the gateway itself: a redirect or a fixed body."""
+
+    status: int = Field(ge=200, le=599)
+    location: str | None = Field(
+        None, description="Redirect target; may use $scheme $host $request_uri $uri $args."
+    )
+    body: str | None = None
+    content_type: str = "text/plain; charset=utf-8"
+
+    @model_validator(mode="after")
+    def _redirect(self) -> ReturnConfig:
+        if self.status in (301, 302, 303, 307, 308) and not self.location:
+            raise ValueError(f"a {self.status} needs a location")
+        if self.location is not None:
+            _check_header_value(self.location)
+        return self
+
+
+class StaticConfig(_Model):
+    """Serve files from a directory; the request path (without the location prefix when
+    ``alias`` is true) is looked up under ``root`` and may never leave it."""
+
+    root: Path
+    alias: bool = Field(False, description="Strip the location's prefix (nginx alias).")
+    index: list[str] = Field(default_factory=lambda: ["index.html"])
+    expires: Duration | None = Field(None, description="Sets Expires and Cache-Control max-age.")
+    cache_control: str | None = Field(None, description="Cache-Control value, as written.")
+    follow_symlinks: bool = Field(
+        False, description="Serve symlinks whose target stays inside root."
+    )
+
+
+class LocationConfig(_Model):
+    """A location, matched like nginx: '= /exact', '^~ /prefix', '~ regex', '~* regex'
+    (case-insensitive) or '/prefix'."""
+
+    match: str = Field(alias="location")
+    proxy: ProxyConfig | None = None
+    return_: ReturnConfig | None = Field(None, alias="return")
+    static: StaticConfig | None = None
+    headers: HeadersConfig = Field(default_factory=HeadersConfig)
+    max_body_size: Size | None = None
+
+    @model_validator(mode="after")
+    def _one_handler(self) -> LocationConfig:
+        handlers = [h for h in (self.proxy, self.return_, self.static) if h is not None]
+        if len(handlers) != 1:
+            raise ValueError("a location needs exactly one of proxy, return, static")
+        return self
+
+
+class ServerConfig(_Model):
+    """A virtual server: where it listens, which Host names it answers, its locations."""
+
+    listen: list[ListenConfig] = Field(min_length=1)
+    server_names: list[str] = Field(
+        default_factory=list,
+        description="Exact names, '*.example.com', '.example.com' or '~regex'.",
+    )
+    default: bool = Field(False, description="Default server for its addresses.")
+    tls: TLSConfig | None = None
+    headers: HeadersConfig = Field(default_factory=HeadersConfig)
+    locations: list[LocationConfig] = Field(min_length=1)
+
+    @field_validator("listen", mode="before")
+    @classmethod
+    def _listen(cls, v: Any) -> Any:
+        if isinstance(v, str | int | dict):
+            v = [v]
+        if isinstance(v, list):
+            return [{"address": str(x)} if isinstance(x, str | int) else x for x in v]
+        return v
+
+    @model_validator(mode="after")
+    def _tls(self) -> ServerConfig:
+        if any(x.tls for x in self.listen) and self.tls is None:
+            raise ValueError("a server with a TLS listen address needs tls: certificate, key")
+        return self
+
+
+class PeerConfig(_Model):
+    """One peer of an upstream group."""
+
+    address: str
+    weight: int = Field(1, ge=1, le=1000)
+    max_fails: int = Field(
+        1, ge=0, description="Failures within fail_timeout that mark it down; 0 never."
+    )
+    fail_timeout: Duration = Field(10.0, gt=0)
+    backup: bool = False
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        parse_address(v, default_host="127.0.0.1")
+        return v
+
+
+class HealthCheckConfig(_Model):
+    """Active health checks: a GET to each peer every ``interval``."""
+
+    path: str = "/"
+    host: str | None = None
+    interval: Duration = Field(5.0, gt=0)
+    timeout: Duration = Field(2.0, gt=0)
+    fails: int = Field(2, ge=1, description="Consecutive failures that mark a peer down.")
+    passes: int = Field(1, ge=1, description="Consecutive successes that bring it back.")
+    expect_status: tuple[int, int] = Field((200, 399))
+
+    @field_validator("expect_status", mode="before")
+    @classmethod
+    def _status(cls, v: Any) -> Any:
+        if isinstance(v, int):
+            return (v, v)
+        if isinstance(v, str) and "-" in v:
+            lo, _, hi = v.partition("-")
+            return (int(lo), int(hi))
+        return v
+
+
+class UpstreamConfig(_Model):
+    """A group of peers with balancing, keep-alive pools, timeouts and health."""
+
+    servers: list[PeerConfig] = Field(min_length=1)
+    balance: Literal["round_robin", "least_conn", "ip_hash"] = "round_robin"
+    keepalive: int = Field(64, ge=0, description="Idle connections kept per peer.")
+    keepalive_timeout: Duration = Field(60.0, gt=0)
+    keepalive_requests: int = Field(1000, ge=1)
+    connect_timeout: Duration = Field(60.0, gt=0)
+    read_timeout: Duration = Field(60.0, gt=0)
+    send_timeout: Duration = Field(60.0, gt=0)
+    tries: int = Field(
+        0, ge=0, description="Peers tried per request; 0 means each peer at most once."
+    )
+    health_check: HealthCheckConfig | None = None
+
+    @field_validator("servers", mode="before")
+    @classmethod
+    def _servers(cls, v: Any) -> Any:
+        if isinstance(v, list):
+            return [{"address": x} if isinstance(x, str) else x for x in v]
+        return v
+
+
+class AccessLogConfig(_Model):
+    """JSON-lines access log written through a buffer (nginx ``buffer=32k flush=5s``)."""
+
+    path: str = Field(description="File to append to; '-' for standard output.")
+    buffer: Size = Field(32768, ge=0)
+    flush: Duration = Field(5.0, gt=0)
+
+
+class Config(_Model):
+    """A whole gateway configuration file."""
+
+    workers: int = Field(1, ge=1, le=256, description="Worker processes (SO_REUSEPORT).")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    shutdown_timeout: Duration = Field(
+        30.0, ge=0, description="How long SIGTERM waits for in-flight requests."
+    )
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    encoded_slash: Literal["reject", "keep"] = Field(
+        "reject", description="An encoded slash (%2F) in a path: 400, or kept escaped."
+    )
+    access_log: AccessLogConfig | None = None
+    upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
+    servers: list[Annotated[ServerConfig, Field()]] = Field(min_length=1)

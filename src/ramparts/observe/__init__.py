@@ -1,0 +1,1 @@
+"""Observability: the access log (and, later, metrics and the admin API)."""

@@ -1,0 +1,59 @@
+"""The per-request context every phase reads and writes: the judged request, who sent it,
+which server and location it was routed to, and what the log will say about it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..http.request import Request
+
+__all__ = ["Context"]
+
+
+class Context:
+    """One request's state. Shell code creates it; pure phases only read and annotate it.
+
+    ``client_ip`` starts as the peer address; the real-IP phase may replace it.
+    """
+
+    __slots__ = (
+        "bytes_sent",
+        "client_ip",
+        "decided_by",
+        "location",
+        "peer_ip",
+        "peer_port",
+        "request",
+        "scheme",
+        "server",
+        "started",
+        "status",
+        "upstream_addr",
+        "upstream_status",
+        "upstream_time",
+        "vars",
+    )
+
+    def __init__(
+        self,
+        request: Request,
+        peer_ip: str,
+        peer_port: int,
+        scheme: str,
+        started: float,
+    ) -> None:
+        self.request = request
+        self.peer_ip = self.client_ip = peer_ip
+        self.peer_port = peer_port
+        self.scheme = scheme
+        self.started = started
+        self.server: Any = None
+        self.location: Any = None
+        self.decided_by = ""
+        self.status = 0
+        self.bytes_sent = 0
+        self.upstream_addr = ""
+        self.upstream_status = 0
+        self.upstream_time = -1.0
+        self.vars: dict[str, Any] | None = None

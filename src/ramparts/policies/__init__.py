@@ -1,0 +1,1 @@
+"""Sans-IO decision engines, one file each, plugged into the phase chain."""

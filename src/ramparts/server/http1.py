@@ -1,0 +1,982 @@
+"""The client side of HTTP/1.1: one ``ClientConnection`` per accepted connection parses
+requests (llhttp via httptools), enforces limits and timeouts, keeps pipelined requests in
+order, and hands each request to an ``Exchange`` that runs the phase chain and then relays
+it to an upstream, serves a file, or answers itself.
+
+Bodies stream both ways with backpressure; framing is rebuilt for the other side, never
+copied. Requests are refused before anything reaches an upstream when their head is
+malformed (400), too large (431, 414), or their body too large (413).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING, cast
+
+import httptools
+from time import monotonic
+
+from ..config.plan import ProxyRoute, ReturnRoute, StaticRoute
+from ..errors import ProtocolError
+from ..http.headers import HOP_BY_HOP, Headers
+from ..http.request import Request, parse_head
+from ..http.status import status_line
+from ..pipeline.context import Context
+from ..pipeline.phases import Respond
+from .static import serve_static
+from .timer import Deadline
+
+if TYPE_CHECKING:
+    from ..config.plan import ListenerPlan, LocationPlan, Plan
+    from ..policies.headers import HeaderEdit
+    from .balance import PeerState
+    from .static import FileSender
+    from .upstream import UpstreamConnection, UpstreamGroup
+    from .worker import Worker
+
+__all__ = ["ClientConnection", "Exchange"]
+
+log = logging.getLogger("ramparts.http")
+
+# Reasons to stop reading from the client (a bit mask).
+_PAUSE_QUEUE = 1  # a pipelined request waits for its turn
+_PAUSE_BODY = 2  # request body buffered while no upstream is connected yet
+_PAUSE_UPSTREAM = 4  # the upstream is not draining the request body
+_PAUSE_DEAD = 8  # the parser failed; nothing more is read
+
+_IDLE, _HEAD, _BODY = 0, 1, 2
+
+_BODY_BUFFER = 65536  # request body kept before an upstream takes it / kept for a retry
+_DISCARD_LIMIT = 65536  # unread request body we read and drop to keep a connection alive
+_IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+
+# Request fields never copied from the client: hop-by-hop ones, and those the proxy sets
+# itself (framing, Host, Expect; the X-Forwarded-* family when it adds its own).
+_DROP = HOP_BY_HOP | {b"host", b"content-length", b"expect"}
+_DROP_FORWARDED = _DROP | {
+    b"x-forwarded-for",
+    b"x-forwarded-proto",
+    b"x-forwarded-host",
+    b"x-real-ip",
+}
+
+
+def _edit_head(parts: list[bytes], edits: HeaderEdit) -> list[bytes]:
+    """Apply per-location request header edits to a head under construction (slow path)."""
+    head = b"".join(parts)
+    first, _, rest = head.partition(b"\r\n")
+    headers: Headers = []
+    for line in rest.split(b"\r\n"):
+        if line:
+            name, _, value = line.partition(b": ")
+            headers.append((name, value))
+    edits.apply(headers)
+    out = [first, b"\r\n"]
+    for name, value in headers:
+        out += (name, b": ", value, b"\r\n")
+    return out
+_CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+
+# Response body framing towards the client.
+_NONE, _LENGTH, _CHUNKED, _CLOSE = 0, 1, 2, 3
+
+
+class ClientConnection(asyncio.Protocol):
+    """One client connection: parsing, limits, timeouts, ordering, keep-alive."""
+
+    def __init__(self, worker: Worker, key: tuple[str, int], tls: bool) -> None:
+        self.worker = worker
+        self.key = key
+        self.scheme = "https" if tls else "http"
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpRequestParser(self)
+        self.peer_ip = ""
+        self.peer_port = 0
+        self._phase = _IDLE
+        self._url = b""
+        self._headers: Headers = []
+        self._head_bytes = 0
+        self._head_started = 0.0
+        self._parsing: Exchange | None = None
+        self.current: Exchange | None = None
+        self._queue: deque[Exchange] | None = None
+        self._paused = 0
+        self._pending_error: ProtocolError | None = None
+        self._write_paused = False
+        self._requests = 0
+        self.closing = False
+        self._limits = worker.plan.limits
+        self._idle_since = 0.0
+        self._body_read = 0.0
+        self.dead = False
+        self._forwarded: bytes | None = None
+        self._listener: ListenerPlan | None = None
+        self._plan: Plan | None = None
+        self.deadline = Deadline(worker.loop, self._on_deadline)
+        self._send_deadline: asyncio.TimerHandle | None = None
+
+    # -- asyncio.Protocol -------------------------------------------------------------
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport = cast(asyncio.Transport, transport)
+        worker = self.worker
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.peer_ip = peer[0]
+            self.peer_port = peer[1]
+            if self.peer_ip.startswith("::ffff:") and "." in self.peer_ip:
+                self.peer_ip = self.peer_ip[7:]
+        if not worker.accept(self):
+            transport.abort()
+            return
+        self._head_started = self._idle_since = worker.loop.time()
+        self.deadline.set(self._head_started + worker.plan.limits.client_header_timeout)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closing = True
+        self.dead = True
+        self.deadline.cancel()
+        if self._send_deadline is not None:
+            self._send_deadline.cancel()
+        self.worker.release(self)
+        current = self.current
+        if current is not None:
+            self.current = None
+            current.client_lost()
+        if self._queue:
+            self._queue.clear()
+
+    def data_received(self, data: bytes) -> None:
+        if self._paused & _PAUSE_DEAD:
+            return
+        if self._phase != _BODY:
+            self._head_bytes += len(data)
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            err = exc.__context__
+            if isinstance(err, ProtocolError):
+                self._protocol_error(err)
+            else:
+                log.exception("internal error while parsing a request", exc_info=err)
+                self._protocol_error(ProtocolError(500, "internal error"))
+            return
+        except httptools.HttpParserUpgrade:
+            self._on_upgrade()
+            return
+        except httptools.HttpParserError as exc:
+            status = 400
+            if isinstance(exc, httptools.HttpParserInvalidMethodError):
+                status = 501 if b" " in data[:24] and data[:1].isupper() else 400
+            self._protocol_error(ProtocolError(status, str(exc) or "malformed request"))
+            return
+        phase = self._phase
+        if phase == _HEAD:
+            if self._head_bytes > self._limits.max_header_size:
+                self._protocol_error(ProtocolError(431, "request header too large"))
+                return
+            if not self._head_started:
+                self._head_started = self.worker.loop.time()
+        elif phase == _BODY:
+            self._body_read = self.worker.loop.time()
+
+    def eof_received(self) -> bool | None:
+        # A half-close from the client: finish what is in flight, then close.
+        if self.current is None and not self._queue:
+            return False
+        self.closing = True
+        return True
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        ex = self.current
+        if ex is not None:
+            ex.client_pause_writing()
+        self._send_deadline = self.worker.loop.call_later(
+            self.worker.plan.limits.send_timeout, self._on_send_timeout
+        )
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self._send_deadline is not None:
+            self._send_deadline.cancel()
+            self._send_deadline = None
+        ex = self.current
+        if ex is not None:
+            ex.client_resume_writing()
+
+    # -- httptools callbacks ----------------------------------------------------------
+    def on_url(self, url: bytes) -> None:
+        # The first callback of every request (httptools has no cheaper begin hook).
+        if self._phase != _HEAD:
+            self._phase = _HEAD
+            self._url = url
+            self._headers = []
+            self._limits = self.worker.plan.limits
+        else:
+            self._url += url
+        if len(self._url) > self._limits.max_uri_length:
+            raise ProtocolError(414, "request-target too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        if self._phase == _HEAD:
+            headers = self._headers
+            headers.append((name, value))
+            if len(headers) > self._limits.max_headers:
+                raise ProtocolError(431, "too many header fields")
+        else:
+            # A chunked trailer field: never forwarded, but bounded like the head.
+            self._head_bytes += len(name) + len(value)
+            if self._head_bytes > self._limits.max_header_size:
+                raise ProtocolError(431, "trailer section too large")
+
+    def on_headers_complete(self) -> None:
+        self._phase = _BODY
+        worker = self.worker
+        plan = worker.plan
+        parser = self.parser
+        req = parse_head(
+            parser.get_method(),
+            self._url,
+            parser.get_http_version(),
+            self._headers,
+            keep_encoded_slash=plan.keep_encoded_slash,
+        )
+        listener = self._listener
+        if listener is None or self._plan is not plan:
+            self._plan = plan
+            listener = self._listener = plan.listeners.get(self.key)
+            if listener is None:  # this address was removed by a reload
+                raise ProtocolError(503, "listener removed")
+        ex = Exchange(self, req, listener, monotonic())
+        self._head_bytes = 0
+        self._head_started = 0.0
+        self._body_read = 0.0
+        ex.started_loop = worker.loop.time() if req.has_body else 0.0
+        self._parsing = ex
+        if self.current is None:
+            self.current = ex
+            ex.start()
+        else:
+            if self._queue is None:
+                self._queue = deque()
+            self._queue.append(ex)
+            self.pause(_PAUSE_QUEUE)
+
+    def on_body(self, data: bytes) -> None:
+        ex = self._parsing
+        if ex is not None:
+            ex.body_data(data)
+
+    def on_message_complete(self) -> None:
+        self._phase = _IDLE
+        self._head_started = 0.0
+        ex = self._parsing
+        if ex is not None:
+            self._parsing = None
+            ex.body_end()
+
+    def forwarded_headers(self) -> bytes:
+        """X-Forwarded-For / X-Real-IP / X-Forwarded-Proto for this connection's peer,
+        built once per connection."""
+        fwd = self._forwarded
+        if fwd is None:
+            ip = self.peer_ip.encode()
+            fwd = self._forwarded = (
+                b"X-Forwarded-For: %b\r\nX-Real-IP: %b\r\nX-Forwarded-Proto: %b\r\n"
+                % (ip, ip, self.scheme.encode())
+            )
+        return fwd
+
+    # -- flow control -----------------------------------------------------------------
+    def pause(self, reason: int) -> None:
+        was = self._paused
+        self._paused = was | reason
+        if not was and self.transport is not None and not self.transport.is_closing():
+            self.transport.pause_reading()
+
+    def unpause(self, reason: int) -> None:
+        was = self._paused
+        if not was & reason:
+            return
+        self._paused = now = was & ~reason
+        if not now and self.transport is not None and not self.transport.is_closing():
+            self.transport.resume_reading()
+
+    # -- ending exchanges -------------------------------------------------------------
+    def exchange_done(self, ex: Exchange) -> None:
+        """``ex`` has written its whole response."""
+        self.worker.record(ex)
+        self.current = None
+        self._requests += 1
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        if (
+            not ex.keep_alive
+            or self.closing
+            or not ex.body_complete
+            or self._requests >= self.worker.plan.limits.keepalive_requests
+        ):
+            self.close()
+            return
+        queue = self._queue
+        if queue:
+            nxt = queue.popleft()
+            if not queue:
+                self.unpause(_PAUSE_QUEUE)
+            self.current = nxt
+            nxt.start()
+            return
+        if self._paused:
+            self.unpause(_PAUSE_QUEUE)
+        if self._pending_error is not None:
+            err, self._pending_error = self._pending_error, None
+            self._send_error(err)
+            return
+        self._idle_since = self.worker.loop.time()
+
+    def close(self) -> None:
+        self.closing = True
+        self.dead = True
+        self.deadline.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.closing = True
+        self.dead = True
+        self.deadline.cancel()
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _protocol_error(self, err: ProtocolError) -> None:
+        self.pause(_PAUSE_DEAD)
+        target = self._parsing
+        self._parsing = None
+        if target is not None:
+            target.protocol_error(err)
+            return
+        if self.current is not None:
+            self._pending_error = err  # answered once the requests before it are done
+            return
+        self._send_error(err)
+
+    def _send_error(self, err: ProtocolError) -> None:
+        log.info("%s:%d: %d %s", self.peer_ip, self.peer_port, err.status, err.reason)
+        self.worker.count_refusal(err.status)
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(self.worker.error_response(err.status, close=True))
+        self.worker.record_error(self, err)
+        self.close()
+
+    def _on_upgrade(self) -> None:
+        # CONNECT or an Upgrade request: this gateway relays HTTP/1.1 only, so the request
+        # is answered as plain HTTP and the connection closed after it.
+        self.pause(_PAUSE_DEAD)
+        ex = self._parsing or self.current
+        if ex is not None:
+            ex.keep_alive = False
+            if not ex.body_complete and ex.request.has_body:
+                ex.protocol_error(ProtocolError(400, "body on an upgrade request"))
+        elif self.current is None:
+            self._send_error(ProtocolError(400, "unexpected upgrade"))
+
+    def _on_deadline(self) -> None:
+        """The connection's one timer; what it checks depends on the state (so the hot path
+        only stores timestamps and never re-arms it)."""
+        limits = self.worker.plan.limits
+        now = self.worker.loop.time()
+        phase = self._phase
+        parsing = self._parsing
+        if phase == _BODY and parsing is not None:
+            due = max(self._body_read, parsing.started_loop) + limits.client_body_timeout
+            if now >= due:
+                self._protocol_error(ProtocolError(408, "request body timeout"))
+                return
+        elif self.current is not None or self._queue:
+            due = now + limits.keepalive_timeout  # a request in flight: upstream timers rule
+        elif phase == _HEAD:
+            due = self._head_started + limits.client_header_timeout
+            if now >= due:
+                self._protocol_error(ProtocolError(408, "request header timeout"))
+                return
+        else:
+            due = self._idle_since + limits.keepalive_timeout
+            if now >= due:
+                self.close()  # keep-alive idle timeout: close quietly
+                return
+        if not self.dead:
+            self.deadline.set(max(due, now + 0.01))
+
+    def _on_send_timeout(self) -> None:
+        self._send_deadline = None
+        if self._write_paused:
+            log.info("%s:%d: send timeout, closing", self.peer_ip, self.peer_port)
+            self.abort()
+
+
+class Exchange(Context):
+    """One request from head to the last byte of its response."""
+
+    __slots__ = (
+        "_body_buf",
+        "_body_buffered",
+        "_body_framing",
+        "_head_cache",
+        "_out",
+        "_replay",
+        "_resp_framing",
+        "_tried",
+        "_up_start",
+        "body_complete",
+        "body_received",
+        "conn",
+        "discarding",
+        "failed",
+        "group",
+        "keep_alive",
+        "loc",
+        "peer",
+        "resp_started",
+        "route",
+        "sender",
+        "started_loop",
+        "streaming",
+        "tries",
+        "upstream",
+    )
+
+    def __init__(self, conn: ClientConnection, req: Request, listener: ListenerPlan, now: float):
+        # Context fields, set inline (this runs for every request)
+        self.request = req
+        self.peer_ip = self.client_ip = conn.peer_ip
+        self.peer_port = conn.peer_port
+        self.scheme = conn.scheme
+        self.started = now
+        self.decided_by = ""
+        self.status = 0
+        self.bytes_sent = 0
+        self.upstream_addr = ""
+        self.upstream_status = 0
+        self.upstream_time = -1.0
+        self.vars = None
+        # exchange state
+        self.conn = conn
+        self.keep_alive = req.keep_alive
+        self.body_complete = not (req.chunked or req.content_length)
+        self.body_received = 0
+        self.started_loop = 0.0
+        self.discarding = self.streaming = self.resp_started = False
+        self.failed: ProtocolError | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.sender: FileSender | None = None
+        self.group: UpstreamGroup | None = None
+        self.peer: PeerState | None = None
+        self.tries = 0
+        self._tried: set[PeerState] | None = None
+        self._body_buf: list[bytes] | None = None
+        self._body_buffered = 0
+        self._replay: list[bytes] | None = None
+        self._head_cache: bytes | None = None
+        self._out: list[bytes] | None = None
+        self._resp_framing = self._body_framing = _NONE
+        self._up_start = 0.0
+        self.server, loc = listener.resolve(req.host, req.path)
+        self.loc: LocationPlan | None = loc
+        self.location = loc
+        if loc is not None:
+            self.route = loc.route
+            if loc.max_body_size and req.content_length > loc.max_body_size:
+                self.failed = ProtocolError(413, "request body too large")
+                self.decided_by = "limits:max_body_size"
+        else:
+            self.route = None
+
+    # -- request side ---------------------------------------------------------------------
+    def start(self) -> None:
+        """It is this request's turn: run the chain, then its handler."""
+        if self.failed is not None:
+            self._answer_error(self.failed)
+            return
+        loc = self.loc
+        if loc is None:
+            self.decided_by = "router:no-location"
+            self.respond(Respond(404, body=b"404 Not Found\n"))
+            return
+        if loc.chain.request:
+            result = loc.chain.run_request(self)
+            if result is not None:
+                self.respond(result)
+                return
+        route = self.route
+        if type(route) is ProxyRoute:
+            self._proxy(route)
+        elif type(route) is ReturnRoute:
+            self.decided_by = loc.name
+            self._return(route)
+        else:
+            assert isinstance(route, StaticRoute)
+            self.decided_by = loc.name
+            serve_static(self, route)
+
+    def body_data(self, data: bytes) -> None:
+        self.body_received += len(data)
+        loc = self.loc
+        if loc is not None and loc.max_body_size and self.body_received > loc.max_body_size:
+            raise ProtocolError(413, "request body too large")
+        if self.streaming:
+            up = self.upstream
+            if up is not None:
+                if self._body_framing == _CHUNKED:
+                    up.write(b"%x\r\n%b\r\n" % (len(data), data))
+                else:
+                    up.write(data)
+            replay = self._replay
+            if replay is not None:
+                if self.body_received <= _BODY_BUFFER:
+                    replay.append(data)
+                else:
+                    self._replay = None
+            return
+        if self.discarding:
+            return
+        buf = self._body_buf
+        if buf is None:
+            self._body_buf = buf = []
+        buf.append(data)
+        self._body_buffered += len(data)
+        if self._body_buffered > _BODY_BUFFER and self.conn.current is self:
+            self.conn.pause(_PAUSE_BODY)
+
+    def body_end(self) -> None:
+        self.body_complete = True
+        if self.streaming and self.upstream is not None:
+            if self._body_framing == _CHUNKED:
+                self.upstream.write(b"0\r\n\r\n")
+        elif self.discarding and self.resp_started and self.conn.current is self:
+            self.conn.exchange_done(self)
+
+    def protocol_error(self, err: ProtocolError) -> None:
+        """The request's own bytes were malformed (head already accepted)."""
+        self.keep_alive = False
+        if self.conn.current is not self:
+            self.failed = err  # a queued request: answered when its turn comes
+            return
+        if self.upstream is not None:
+            up, self.upstream = self.upstream, None
+            up.detach()
+        if self.resp_started:
+            self.conn.abort()
+            return
+        self._answer_error(err)
+
+    def _answer_error(self, err: ProtocolError) -> None:
+        if not self.decided_by:
+            self.decided_by = "http:protocol"
+        self.conn.worker.count_refusal(err.status)
+        self.keep_alive = False
+        self.respond(Respond(err.status, body=b"", close=True))
+
+    # -- answering locally --------------------------------------------------------------
+    def respond(self, r: Respond) -> None:
+        """Send a complete response made by the gateway."""
+        worker = self.conn.worker
+        if r.close:
+            self.keep_alive = False
+        if not self.body_complete:
+            req = self.request
+            if req.chunked or req.content_length - self.body_received > _DISCARD_LIMIT:
+                self.keep_alive = False
+            else:
+                self.discarding = True
+            self.conn.unpause(_PAUSE_BODY)
+        if r.decided_by and not self.decided_by:
+            self.decided_by = r.decided_by
+        data = worker.local_response(
+            r.status,
+            r.headers,
+            r.body,
+            keep_alive=self.keep_alive,
+            head=self.request.method == b"HEAD",
+            version10=self.request.version == "1.0",
+        )
+        self.status = r.status
+        self.bytes_sent = len(data)
+        self.resp_started = True
+        self.write(data)
+        if self.discarding and not self.body_complete:
+            return  # done once the rest of the body is read
+        self.conn.exchange_done(self)
+
+    def _return(self, route: ReturnRoute) -> None:
+        headers: tuple[tuple[bytes, bytes], ...] = ()
+        body = route.body
+        if route.location is not None:
+            headers = ((b"Location", route.location.render(self)),)
+        if body:
+            headers += ((b"Content-Type", route.content_type),)
+        self.respond(Respond(route.status, headers, body))
+
+    def write(self, data: bytes) -> None:
+        conn = self.conn
+        if not conn.dead:
+            conn.transport.write(data)  # type: ignore[union-attr]
+
+    def send_head(self, status: int, headers: Headers, length: int | None) -> None:
+        """Start a response the gateway produces itself (static files)."""
+        loc = self.loc
+        if loc is not None and loc.chain.response:
+            loc.chain.run_response(self, status, headers)
+        data = self.conn.worker.response_head(
+            status,
+            headers,
+            length,
+            keep_alive=self.keep_alive and not self.conn.closing,
+            version10=self.request.version == "1.0",
+        )
+        self.status = status
+        self.resp_started = True
+        self.bytes_sent = len(data)
+        self.write(data)
+
+    def send_body(self, data: bytes) -> None:
+        self.bytes_sent += len(data)
+        self.write(data)
+
+    def finish_body(self) -> None:
+        if not self.body_complete:
+            self.keep_alive = False
+        if self.conn.current is self:
+            self.conn.exchange_done(self)
+
+    # -- proxying -----------------------------------------------------------------------
+    def _proxy(self, route: ProxyRoute) -> None:
+        worker = self.conn.worker
+        group = worker.groups.get(route.upstream.name)
+        if group is None:
+            group = worker.group_for(route.upstream)
+        self.group = group
+        self.decided_by = self.loc.name if self.loc is not None else ""
+        if self._body_buf is None and not self.body_complete:
+            self._body_buf = []
+        single = group.balancer.single
+        if single is not None and not single.health_down and not single.fails:
+            # Fast path: one healthy peer with an idle connection.
+            conn = group.get_idle(single)
+            if conn is not None:
+                self.tries = 1
+                self.peer = single
+                self._tried = {single}
+                self._up_start = monotonic()
+                self._send(conn)
+                return
+        self._next_peer(None, 0)
+
+    def _next_peer(self, reason: str | None, status: int) -> None:
+        group = self.group
+        assert group is not None
+        now = group.loop.time()
+        if self.tries >= group.max_tries:
+            self._fail(reason or "no peer left to try", status or 502)
+            return
+        tried = self._tried
+        peer = group.balancer.choose(self.client_ip, now, tried or frozenset())
+        if peer is None:
+            if reason is None:
+                self._fail(f"no live peer in upstream {group.plan.name}", 503)
+            else:
+                self._fail(reason, status)
+            return
+        self.tries += 1
+        self.peer = peer
+        if tried is None:
+            self._tried = tried = set()
+        tried.add(peer)
+        self._up_start = monotonic()
+        conn = group.get_idle(peer)
+        if conn is not None:
+            self._send(conn)
+        else:
+            route = self.route
+            assert isinstance(route, ProxyRoute)
+            group.connect(peer, route.connect_timeout, self._connected)
+
+    def _connected(self, conn: UpstreamConnection | None, reason: str, status: int) -> None:
+        peer = self.peer
+        group = self.group
+        assert peer is not None and group is not None
+        if self.conn.current is not self or self.resp_started:
+            if conn is not None:  # the client went away meanwhile: keep it for others
+                group.put_idle(conn)
+            return
+        if conn is None:
+            peer.failed(group.loop.time())
+            log.warning("upstream %s: %s", group.plan.name, reason)
+            self._next_peer(reason, status)
+            return
+        self._send(conn)
+
+    def _send(self, conn: UpstreamConnection) -> None:
+        route = self.route
+        assert isinstance(route, ProxyRoute)
+        peer = conn.peer
+        peer.active += 1
+        peer.requests += 1
+        self.upstream = conn
+        self.upstream_addr = peer.label
+        head = self._head_cache
+        if head is None:
+            head = self._head_cache = self._build_head(route, peer.label)
+        buf = self._body_buf
+        self._body_buf = None
+        self.streaming = True
+        if buf:
+            body = b"".join(buf)
+            self._body_buffered = 0
+            self._replay = [body] if self.body_received <= _BODY_BUFFER else None
+            if self._body_framing == _CHUNKED:
+                body = b"%x\r\n%b\r\n" % (len(body), body)
+            head += body
+            self.conn.unpause(_PAUSE_BODY)
+        else:
+            self._replay = [] if self.body_received == 0 else None
+        if self.body_complete and self._body_framing == _CHUNKED:
+            head += b"0\r\n\r\n"
+        conn.start(self, head, route.read_timeout, self.request.method == b"HEAD")
+        if self.request.expect_continue and not self.body_complete and self.body_received == 0:
+            self.write(_CONTINUE)
+
+    def _build_head(self, route: ProxyRoute, peer_label: str) -> bytes:
+        """The request head for the upstream: framing rebuilt, hop-by-hop fields and those
+        named in Connection removed, X-Forwarded-* set by us, never taken from the client."""
+        req = self.request
+        drop = _DROP_FORWARDED if route.x_forwarded else _DROP
+        if req.conn_tokens:
+            drop = drop | req.conn_tokens
+        if route.host is None:
+            host = req.authority or self.server.primary_name or peer_label.encode()
+        elif route.host == b"":
+            host = peer_label.encode()
+        else:
+            host = route.host
+        parts = [req.method, b" ", req.uri, b" HTTP/1.1\r\nHost: ", host, b"\r\n"]
+        xff: bytes | None = None
+        for name, value in req.headers:
+            lname = name.lower()
+            if lname in drop:
+                if lname == b"x-forwarded-for" and route.x_forwarded:
+                    v = value.strip(b" \t")
+                    xff = v if xff is None else xff + b", " + v
+                continue
+            parts += (name, b": ", value, b"\r\n")
+        if route.x_forwarded:
+            if xff is None:
+                parts.append(self.conn.forwarded_headers())
+            else:
+                parts += (
+                    b"X-Forwarded-For: ",
+                    xff,
+                    b", ",
+                    self.conn.forwarded_headers()[len(b"X-Forwarded-For: ") :],
+                )
+            if req.host is not None:
+                parts += (b"X-Forwarded-Host: ", req.host, b"\r\n")
+        loc = self.loc
+        if loc is not None and not loc.request_headers.empty:
+            parts = _edit_head(parts, loc.request_headers)
+        if req.chunked:
+            self._body_framing = _CHUNKED
+            parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
+        elif req.content_length or req.method in (b"POST", b"PUT", b"PATCH"):
+            self._body_framing = _LENGTH
+            parts += (b"Content-Length: ", b"%d" % req.content_length, b"\r\n\r\n")
+        else:
+            parts.append(b"\r\n")
+        return b"".join(parts)
+
+    # upstream callbacks
+    def upstream_head(self, conn: UpstreamConnection, status: int, headers: Headers) -> None:
+        req = self.request
+        self.status = status
+        self.upstream_status = status
+        out: Headers = []
+        length: bytes | None = None
+        chunked = False
+        tokens: list[bytes] | None = None
+        for name, value in headers:
+            lname = name.lower()
+            if lname in HOP_BY_HOP:
+                if lname == b"connection":
+                    if tokens is None:
+                        tokens = []
+                    tokens += [t.strip(b" \t").lower() for t in value.split(b",")]
+                elif lname == b"transfer-encoding":
+                    chunked = True
+                continue
+            if lname == b"content-length":
+                length = value.strip(b" \t")
+                continue
+            out.append((name, value))
+        if tokens:
+            drop = frozenset(tokens)
+            out = [h for h in out if h[0].lower() not in drop]
+        loc = self.loc
+        if loc is not None and loc.chain.response:
+            loc.chain.run_response(self, status, out)
+        version10 = req.version == "1.0"
+        keep = self.keep_alive and not self.conn.closing
+        parts = [status_line(status)]
+        for name, value in out:
+            parts += (name, b": ", value, b"\r\n")
+        if req.method == b"HEAD" or status == 304 or status == 204:
+            framing = _NONE
+            if length is not None and status != 204:
+                parts += (b"Content-Length: ", length, b"\r\n")
+        elif length is not None and not chunked:
+            framing = _LENGTH
+            parts += (b"Content-Length: ", length, b"\r\n")
+        elif version10:
+            framing = _CLOSE
+            keep = False
+        else:
+            framing = _CHUNKED
+            parts.append(b"Transfer-Encoding: chunked\r\n")
+        if not keep:
+            self.keep_alive = False
+            parts.append(b"Connection: close\r\n\r\n")
+        elif version10:
+            parts.append(b"Connection: keep-alive\r\n\r\n")
+        else:
+            parts.append(b"\r\n")
+        self._resp_framing = framing
+        self.resp_started = True
+        data = b"".join(parts)
+        self.bytes_sent = len(data)
+        self._out = [data]
+
+    def upstream_body(self, data: bytes) -> None:
+        self.bytes_sent += len(data)
+        out = self._out
+        if out is None:
+            self._out = out = []
+        if self._resp_framing == _CHUNKED:
+            out.append(b"%x\r\n%b\r\n" % (len(data), data))
+        else:
+            out.append(data)
+
+    def flush(self) -> None:
+        """Write what one upstream read produced in one go (one send for head and body)."""
+        out = self._out
+        if out:
+            self._out = None
+            self.write(out[0] if len(out) == 1 else b"".join(out))
+
+    def upstream_done(self, conn: UpstreamConnection) -> None:
+        if self._resp_framing == _CHUNKED:
+            if self._out is None:
+                self._out = []
+            self._out.append(b"0\r\n\r\n")
+        self.flush()
+        self.upstream = None
+        peer = conn.peer
+        peer.active -= 1
+        if peer.fails:
+            peer.fails = 0
+        self.upstream_time = monotonic() - self._up_start
+        if self.body_complete:
+            conn.release()
+        else:
+            # The upstream answered before reading the whole request body: this
+            # connection cannot be reused, and the client's body is not read further.
+            conn.close()
+            self.keep_alive = False
+        if self.conn.current is self:
+            self.conn.exchange_done(self)
+
+    def upstream_failed(self, conn: UpstreamConnection, reason: str, status: int) -> None:
+        self.flush()
+        self.upstream = None
+        peer = conn.peer
+        peer.active -= 1
+        group = conn.group
+        now = group.loop.time()
+        if self.conn.current is not self:
+            return
+        if self.resp_started:
+            if self._resp_framing == _CLOSE and status == 502 and reason.endswith("connection"):
+                # End of a response delimited by the close of the upstream connection.
+                self.upstream_time = monotonic() - self._up_start
+                self.keep_alive = False
+                self.conn.exchange_done(self)
+                return
+            log.warning("upstream %s %s: %s after the response began", group.plan.name, peer.label, reason)
+            self.keep_alive = False
+            self.conn.abort()
+            self.conn.exchange_done(self)
+            return
+        stale = conn.requests > 1 and not conn.received and status == 502
+        replayable = self.body_complete and self._replay is not None
+        if stale and replayable:
+            # A reused keep-alive connection the peer had already closed: try a new one
+            # to the same peer; this is not the peer's failure.
+            self.tries -= 1
+            assert self._tried is not None
+            self._tried.discard(peer)
+            self._resend()
+            return
+        peer.failed(now)
+        log.warning("upstream %s %s: %s", group.plan.name, peer.label, reason)
+        if replayable and self.request.method in _IDEMPOTENT and status in (502, 504):
+            self._resend(reason, status)
+            return
+        self._fail(reason, status)
+
+    def _resend(self, reason: str | None = None, status: int = 0) -> None:
+        self.streaming = False
+        self._body_buf = self._replay
+        self._replay = None
+        self._next_peer(reason, status)
+
+    def _fail(self, reason: str, status: int) -> None:
+        self.decided_by = f"upstream:{self.group.plan.name if self.group else ''}"
+        log.warning("%s %s: %d (%s)", self.request.method.decode(), self.request.path.decode(
+            "latin-1"), status, reason)
+        self.respond(Respond(status, body=b""))
+
+    def upstream_pause_writing(self) -> None:
+        self.conn.pause(_PAUSE_UPSTREAM)
+
+    def upstream_resume_writing(self) -> None:
+        self.conn.unpause(_PAUSE_UPSTREAM)
+
+    # client flow control
+    def client_pause_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.pause_reading()
+        elif self.sender is not None:
+            self.sender.pause()
+
+    def client_resume_writing(self) -> None:
+        if self.upstream is not None:
+            self.upstream.resume_reading()
+        elif self.sender is not None:
+            self.sender.resume()
+
+    def client_lost(self) -> None:
+        """The client closed while this request was in flight."""
+        self.keep_alive = False
+        if not self.resp_started:
+            self.status = 499
+        up = self.upstream
+        if up is not None:
+            self.upstream = None
+            up.peer.active -= 1
+            up.detach()
+        sender = self.sender
+        if sender is not None and sender.task is not None:
+            self.sender = None
+            sender.task.cancel()
+        self.conn.worker.record(self)

@@ -1,0 +1,276 @@
+"""A worker: one event loop serving the current plan on its listeners. It owns the
+listening sockets (SO_REUSEPORT, shared with sibling workers), the upstream groups, the
+access log, connection accounting, plan swaps on reload, and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import time
+from email.utils import formatdate
+from typing import TYPE_CHECKING
+
+from ..config.plan import Plan, UpstreamPlan
+from ..http.headers import Headers
+from ..http.status import reason, status_line
+from ..observe.accesslog import AccessLog, format_record
+from .http1 import ClientConnection, Exchange
+from .upstream import UpstreamGroup
+
+if TYPE_CHECKING:
+    from ..errors import ProtocolError
+
+__all__ = ["Worker", "bind_socket"]
+
+log = logging.getLogger("ramparts.worker")
+
+_SERVER = b"Server: ramparts\r\n"
+
+
+def bind_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
+    """A listening TCP socket with SO_REUSEADDR and SO_REUSEPORT."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if hasattr(socket, "SO_REUSEPORT"):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((host, port))
+        sock.listen(backlog)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Worker:
+    """Serves one plan at a time; ``reload`` swaps it whole."""
+
+    def __init__(self, plan: Plan, loop: asyncio.AbstractEventLoop) -> None:
+        self.plan = plan
+        self.loop = loop
+        self.groups: dict[str, UpstreamGroup] = {}
+        self._old_groups: list[UpstreamGroup] = []
+        self.connections: set[ClientConnection] = set()
+        self.servers: dict[tuple[str, int], tuple[asyncio.Server, object]] = {}
+        self.access_log: AccessLog | None = None
+        self.refused: dict[int, int] = {}
+        self.requests = 0
+        self.rejected_connections = 0
+        self._date = b""
+        self._date_sec = -1
+        self._ticker: asyncio.TimerHandle | None = None
+        self.stopping = False
+        self._build_groups(plan)
+        self._open_log(plan)
+
+    # -- setup -----------------------------------------------------------------------
+    def _build_groups(self, plan: Plan) -> None:
+        old = self.groups
+        self.groups = {name: UpstreamGroup(up, self.loop) for name, up in plan.upstreams.items()}
+        for g in self.groups.values():
+            g.start()
+        for g in old.values():
+            g.close_idle()
+            self._old_groups.append(g)
+
+    def group_for(self, up: UpstreamPlan) -> UpstreamGroup:
+        """The group of an upstream written inline (proxy: upstream: http://host:port)."""
+        group = self.groups.get(up.name)
+        if group is None:
+            group = self.groups[up.name] = UpstreamGroup(up, self.loop)
+            group.start()
+        return group
+
+    def _open_log(self, plan: Plan) -> None:
+        cfg = plan.access_log
+        current = self.access_log
+        if cfg is None:
+            if current is not None:
+                current.close()
+            self.access_log = None
+            return
+        if current is not None and current.path == cfg.path:
+            current.buffer_size = cfg.buffer
+            current.flush_interval = cfg.flush
+            return
+        if current is not None:
+            current.close()
+        self.access_log = AccessLog(cfg.path, cfg.buffer, cfg.flush)
+
+    async def start(self) -> None:
+        await self._sync_listeners()
+        self._tick()
+
+    async def _sync_listeners(self) -> None:
+        plan = self.plan
+        for key, listener in plan.listeners.items():
+            existing = self.servers.get(key)
+            if existing is not None and existing[1] is listener.ssl_context:
+                continue  # unchanged (plain listeners always are)
+            sock = bind_socket(listener.host, listener.port)
+            tls = listener.tls
+
+            def factory(key: tuple[str, int] = key, tls: bool = tls) -> ClientConnection:
+                return ClientConnection(self, key, tls)
+
+            server = await self.loop.create_server(
+                factory, sock=sock, ssl=listener.ssl_context, backlog=1024
+            )
+            if existing is not None:
+                existing[0].close()
+            self.servers[key] = (server, listener.ssl_context)
+            log.info("listening on %s:%d%s", listener.host, listener.port, " (TLS)" if tls else "")
+        for key in list(self.servers):
+            if key not in plan.listeners:
+                server, _ = self.servers.pop(key)
+                server.close()
+                log.info("stopped listening on %s:%d", *key)
+
+    def _tick(self) -> None:
+        """Once a second: refresh the Date header and flush a due access log."""
+        now = time.time()
+        self._date_sec = int(now)
+        self._date = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
+        if self.access_log is not None and self.access_log.due(time.monotonic()):
+            self.access_log.flush()
+        if self._old_groups:
+            self._old_groups = [g for g in self._old_groups if any(p.active for p in g.peers)]
+        self._ticker = self.loop.call_at(self.loop.time() + 1.0 - (now % 1.0), self._tick)
+
+    # -- reload and shutdown ----------------------------------------------------------------
+    async def reload(self, plan: Plan) -> None:
+        """Swap to ``plan`` (already compiled and validated)."""
+        old = self.plan
+        self.plan = plan
+        try:
+            await self._sync_listeners()
+        except OSError as exc:
+            self.plan = old
+            await self._sync_listeners()
+            raise RuntimeError(f"cannot listen: {exc}") from exc
+        self._build_groups(plan)
+        self._open_log(plan)
+
+    def reopen_logs(self) -> None:
+        if self.access_log is not None:
+            self.access_log.reopen()
+
+    async def shutdown(self, timeout: float) -> None:
+        """Stop accepting, let in-flight requests finish (up to ``timeout``), then close."""
+        self.stopping = True
+        for server, _ in self.servers.values():
+            server.close()
+        deadline = self.loop.time() + timeout
+        while True:
+            for conn in list(self.connections):
+                if conn.current is None and not conn.closing:
+                    conn.close()  # idle keep-alive connection
+                else:
+                    conn.closing = True  # close after the response in flight
+            if not self.connections or self.loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.05)
+        for conn in list(self.connections):
+            conn.abort()
+        for g in list(self.groups.values()) + self._old_groups:
+            await g.close()
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self.access_log is not None:
+            self.access_log.close()
+
+    # -- used by connections ------------------------------------------------------------
+    def accept(self, conn: ClientConnection) -> bool:
+        if self.stopping or len(self.connections) >= self.plan.limits.max_connections:
+            self.rejected_connections += 1
+            return False
+        self.connections.add(conn)
+        return True
+
+    def release(self, conn: ClientConnection) -> None:
+        self.connections.discard(conn)
+
+    def count_refusal(self, status: int) -> None:
+        self.refused[status] = self.refused.get(status, 0) + 1
+
+    def record(self, ex: Exchange) -> None:
+        self.requests += 1
+        alog = self.access_log
+        if alog is not None and ex.status:
+            alog.write(format_record(ex, time.time(), time.monotonic() - ex.started))
+
+    def record_error(self, conn: ClientConnection, err: ProtocolError) -> None:
+        """Log a request refused before its head could be read."""
+        alog = self.access_log
+        if alog is None:
+            return
+        line = (
+            '{"time":%.3f,"client":"%s","peer":"%s:%d","status":%d,"error":"%s",'
+            '"decided_by":"http:protocol"}\n'
+            % (time.time(), conn.peer_ip, conn.peer_ip, conn.peer_port, err.status,
+               err.reason.replace('"', "'").replace("\\", "/"))
+        )
+        alog.write(line)
+
+    # -- response heads made here ------------------------------------------------------------
+    def date(self) -> bytes:
+        return self._date or b"Date: " + formatdate(time.time(), usegmt=True).encode() + b"\r\n"
+
+    def response_head(
+        self,
+        status: int,
+        headers: Headers,
+        length: int | None,
+        *,
+        keep_alive: bool,
+        version10: bool,
+    ) -> bytes:
+        parts = [status_line(status), self.date(), _SERVER]
+        for name, value in headers:
+            parts += (name, b": ", value, b"\r\n")
+        if length is not None:
+            parts += (b"Content-Length: ", b"%d" % length, b"\r\n")
+        if not keep_alive:
+            parts.append(b"Connection: close\r\n")
+        elif version10:
+            parts.append(b"Connection: keep-alive\r\n")
+        parts.append(b"\r\n")
+        return b"".join(parts)
+
+    def local_response(
+        self,
+        status: int,
+        headers: tuple[tuple[bytes, bytes], ...],
+        body: bytes,
+        *,
+        keep_alive: bool,
+        head: bool,
+        version10: bool,
+    ) -> bytes:
+        hdrs: Headers = list(headers)
+        if not body and status >= 400:
+            body = b"%d %s\n" % (status, reason(status))
+            hdrs.append((b"Content-Type", b"text/plain; charset=utf-8"))
+        elif body and not any(n.lower() == b"content-type" for n, _ in hdrs):
+            hdrs.append((b"Content-Type", b"text/plain; charset=utf-8"))
+        no_body = status == 204 or status == 304 or status < 200
+        data = self.response_head(
+            status,
+            hdrs,
+            None if no_body else len(body),
+            keep_alive=keep_alive,
+            version10=version10,
+        )
+        if head or no_body:
+            return data
+        return data + body
+
+    def error_response(self, status: int, *, close: bool) -> bytes:
+        return self.local_response(
+            status, (), b"", keep_alive=not close, head=False, version10=False
+        )

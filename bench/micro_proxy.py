@@ -5,7 +5,6 @@ request; with --profile, the cProfile top functions. For profiling, not for rati
 from __future__ import annotations
 
 import argparse
-import asyncio
 import cProfile
 import pstats
 import time
@@ -65,6 +64,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("-n", type=int, default=200_000)
     ap.add_argument("--profile", action="store_true")
+    ap.add_argument("--gc", choices=["default", "tuned", "off"], default="tuned")
     args = ap.parse_args()
     tmp = Path("/tmp/ramparts-micro.yaml")
     tmp.write_text(CONFIG)
@@ -91,6 +91,14 @@ def main() -> None:
             ut.out.clear()
 
     run(1000)
+    import gc
+
+    if args.gc == "tuned":  # what the worker does
+        gc.collect()
+        gc.freeze()
+        gc.set_threshold(50_000, 20, 100)
+    elif args.gc == "off":
+        gc.disable()
     assert not client.closing
     if args.profile:
         prof = cProfile.Profile()

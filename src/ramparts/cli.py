@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
@@ -23,7 +22,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
         return 1
     servers = len(plan.servers)
     listeners = ", ".join(f"{h}:{p}" for h, p in plan.listeners)
-    print(f"{args.file}: ok ({servers} server(s) on {listeners}; {len(plan.upstreams)} upstream(s))")
+    print(
+        f"{args.file}: ok ({servers} server(s) on {listeners}; {len(plan.upstreams)} upstream(s))"
+    )
     return 0
 
 
@@ -66,9 +67,17 @@ def _cmd_origin(args: argparse.Namespace) -> int:
 
 
 def _cmd_schema(args: argparse.Namespace) -> int:
-    from .config.schema import Config
+    from .config.docs import render_json_schema
 
-    print(json.dumps(Config.model_json_schema(by_alias=True), indent=2))
+    sys.stdout.write(render_json_schema())
+    return 0
+
+
+def _cmd_docs(args: argparse.Namespace) -> int:
+    from .config.docs import write_docs
+
+    for path in write_docs(args.dir):
+        print(f"wrote {path}")
     return 0
 
 
@@ -99,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     j = sub.add_parser("schema", help="print the configuration JSON Schema")
     j.set_defaults(func=_cmd_schema)
+
+    d = sub.add_parser("docs", help="write the configuration reference and JSON Schema")
+    d.add_argument("dir", nargs="?", default="docs", help="output directory (default: docs)")
+    d.set_defaults(func=_cmd_docs)
     return p
 
 

@@ -15,6 +15,7 @@ from ..errors import ConfigError
 __all__ = ["LineMap", "load_yaml", "validate"]
 
 M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
 Loc = tuple[str | int, ...]
 
 
@@ -46,12 +47,10 @@ class _Loader(yaml.SafeLoader):
 def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> Any:
     seen: set[Any] = set()
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)  # type: ignore[no-untyped-call]
+        key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             mark = key_node.start_mark
-            raise yaml.constructor.ConstructorError(
-                None, None, f"duplicate key {key!r}", mark
-            )
+            raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", mark)
         seen.add(key)
     return loader.construct_mapping(node, deep=deep)
 
@@ -82,7 +81,7 @@ def load_yaml(text: str, file: str) -> tuple[Any, LineMap]:
             node = loader.get_single_node()
             data = loader.construct_document(node) if node is not None else None
         finally:
-            loader.dispose()  # type: ignore[no-untyped-call]
+            loader.dispose()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = " ".join(x for x in (exc.context, exc.problem) if x) or str(exc)
@@ -115,7 +114,7 @@ def validate(model: type[M], data: Any, lines: LineMap) -> M:
         raise lines.error(loc, msg + extra) from None
 
 
-def read_file(path: str | Path, parse: Callable[[str, str], M]) -> M:
+def read_file(path: str | Path, parse: Callable[[str, str], T]) -> T:
     """Read ``path`` and hand its text to ``parse``; unreadable files become ConfigError."""
     p = Path(path)
     try:

@@ -8,7 +8,6 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import ConfigError
 from ..pipeline.phases import Chain, ResponsePhase
 from ..pipeline.router import HostRouter, LocationMatcher, parse_location
 from ..pipeline.template import Template
@@ -306,12 +305,12 @@ def _location(
         if up is None:
             if p.upstream.startswith("http://"):
                 try:
-                    host, port = parse_address(p.upstream[7:].rstrip("/"))
+                    peer_host, port = parse_address(p.upstream[7:].rstrip("/"))
                 except ValueError as exc:
                     raise lines.error((*loc, "proxy", "upstream"), str(exc)) from None
                 up = _upstream(
                     p.upstream,
-                    UpstreamConfig.model_validate({"servers": [f"{host}:{port}"]}),
+                    UpstreamConfig.model_validate({"servers": [f"{peer_host}:{port}"]}),
                     lines,
                     (*loc, "proxy"),
                 )
@@ -321,16 +320,16 @@ def _location(
                     (*loc, "proxy", "upstream"),
                     f"unknown upstream {p.upstream!r} (known: {known})",
                 )
-        host: bytes | None
+        host_header: bytes | None
         if p.host == "$host":
-            host = None
+            host_header = None
         elif p.host == "$upstream":
-            host = b""
+            host_header = b""
         else:
-            host = p.host.encode()
+            host_header = p.host.encode()
         route = ProxyRoute(
             upstream=up,
-            host=host,
+            host=host_header,
             x_forwarded=p.x_forwarded,
             connect_timeout=p.connect_timeout or up.connect_timeout,
             read_timeout=p.read_timeout or up.read_timeout,
@@ -401,8 +400,11 @@ def _tls_context(
         )
     try:
         return make_sni_context(
-            [(names, cert, key, s.tls.protocols, s.tls.ciphers) for names, cert, key, s in certs if s.tls]
+            [
+                (names, cert, key, s.tls.protocols, s.tls.ciphers)
+                for names, cert, key, s in certs
+                if s.tls
+            ]
         )
     except TLSError as exc:
         raise lines.error(("servers", entries[exc.index][1].index, "tls"), str(exc)) from None
-

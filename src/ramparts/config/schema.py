@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .units import Duration, Size, parse_address
 
@@ -36,7 +36,7 @@ _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
 
 def _check_header_name(name: str) -> str:
@@ -84,10 +84,13 @@ class ListenConfig(_Model):
     address: str = Field(description="host:port, [v6]:port or a port number.")
     tls: bool = Field(False, description="Terminate TLS on this address.")
 
-    @field_validator("address")
+    @field_validator("address", mode="before")
     @classmethod
-    def _address(cls, v: str) -> str:
-        parse_address(v)
+    def _address(cls, v: object) -> object:
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)
+        if isinstance(v, str):
+            parse_address(v)
         return v
 
     @property
@@ -101,7 +104,9 @@ class TLSConfig(_Model):
     certificate: Path = Field(description="PEM certificate chain.")
     key: Path = Field(description="PEM private key.")
     protocols: list[Literal["TLSv1.2", "TLSv1.3"]] = Field(
-        default_factory=lambda: ["TLSv1.2", "TLSv1.3"], min_length=1
+        default_factory=lambda: ["TLSv1.2", "TLSv1.3"],  # type: ignore[arg-type]
+        min_length=1,
+        description="TLS versions offered; only 1.2 and 1.3 exist here.",
     )
     ciphers: str = Field(
         "ECDHE+AESGCM:ECDHE+CHACHA20",
@@ -113,9 +118,15 @@ class HeaderRules(_Model):
     """Header changes in one direction. ``hide``/``remove`` drop fields, ``set`` replaces
     them, ``add`` appends."""
 
-    remove: list[str] = Field(default_factory=list, alias="hide")
-    set: dict[str, str] = Field(default_factory=dict)
-    add: dict[str, str] = Field(default_factory=dict)
+    remove: list[str] = Field(
+        default_factory=list,
+        validation_alias=AliasChoices("hide", "remove"),
+        description="Field names to drop ('hide' and 'remove' are the same key).",
+    )
+    set: dict[str, str] = Field(
+        default_factory=dict, description="Fields to replace (any existing copy is dropped)."
+    )
+    add: dict[str, str] = Field(default_factory=dict, description="Fields to append.")
 
     @field_validator("remove")
     @classmethod
@@ -148,9 +159,15 @@ class ProxyConfig(_Model):
     x_forwarded: bool = Field(
         True, description="Append X-Forwarded-For and set X-Forwarded-Proto / -Host."
     )
-    connect_timeout: Duration | None = None
-    read_timeout: Duration | None = None
-    send_timeout: Duration | None = None
+    connect_timeout: Duration | None = Field(
+        None, gt=0, description="Overrides the upstream's connect_timeout; unset: the upstream's."
+    )
+    read_timeout: Duration | None = Field(
+        None, gt=0, description="Overrides the upstream's read_timeout; unset: the upstream's."
+    )
+    send_timeout: Duration | None = Field(
+        None, gt=0, description="Overrides the upstream's send_timeout; unset: the upstream's."
+    )
 
 
 class ReturnConfig(_Model):
@@ -179,7 +196,10 @@ class StaticConfig(_Model):
     root: Path
     alias: bool = Field(False, description="Strip the location's prefix (nginx alias).")
     index: list[str] = Field(default_factory=lambda: ["index.html"])
-    expires: Duration | None = Field(None, description="Sets Expires and Cache-Control max-age.")
+    expires: Duration | None = Field(
+        None,
+        description="Sets Expires, and Cache-Control max-age unless cache_control is given.",
+    )
     cache_control: str | None = Field(None, description="Cache-Control value, as written.")
     follow_symlinks: bool = Field(
         False, description="Serve symlinks whose target stays inside root."
@@ -229,8 +249,11 @@ class ServerConfig(_Model):
 
     @model_validator(mode="after")
     def _tls(self) -> ServerConfig:
-        if any(x.tls for x in self.listen) and self.tls is None:
+        has_tls = any(x.tls for x in self.listen)
+        if has_tls and self.tls is None:
             raise ValueError("a server with a TLS listen address needs tls: certificate, key")
+        if self.tls is not None and not has_tls:
+            raise ValueError("tls: is set but no listen address has tls: true")
         return self
 
 
@@ -270,7 +293,17 @@ class HealthCheckConfig(_Model):
             return (v, v)
         if isinstance(v, str) and "-" in v:
             lo, _, hi = v.partition("-")
-            return (int(lo), int(hi))
+            if lo.strip().isdigit() and hi.strip().isdigit():
+                return (int(lo), int(hi))
+            raise ValueError(f"not a status range: {v!r} (use e.g. 200-399)")
+        return v
+
+    @field_validator("expect_status")
+    @classmethod
+    def _status_range(cls, v: tuple[int, int]) -> tuple[int, int]:
+        lo, hi = v
+        if not (100 <= lo <= hi <= 599):
+            raise ValueError("expect_status must be statuses 100-599, low before high")
         return v
 
 
@@ -314,7 +347,7 @@ class Config(_Model):
     shutdown_timeout: Duration = Field(
         30.0, ge=0, description="How long SIGTERM waits for in-flight requests."
     )
-    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    limits: LimitsConfig = Field(default_factory=lambda: LimitsConfig.model_validate({}))
     encoded_slash: Literal["reject", "keep"] = Field(
         "reject", description="An encoded slash (%2F) in a path: 400, or kept escaped."
     )

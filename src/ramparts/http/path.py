@@ -36,7 +36,7 @@ _CACHE: dict[tuple[bytes, bool], bytes] = {}
 _CACHE_SIZE = 4096
 
 
-def normalize_path(path: bytes, *, keep_encoded_slash: bool = False) -> bytes:
+def normalize_path(path: bytes, keep_encoded_slash: bool = False) -> bytes:
     """Return the canonical form of ``path`` (which must start with ``/``).
 
     Raises ``ProtocolError(400)`` for anything that could be read two ways. Results are
@@ -102,6 +102,13 @@ def _decode_unreserved(path: bytes, keep_encoded_slash: bool) -> bytes:
         bytes(raw).decode("utf-8")
     except UnicodeDecodeError:
         raise ProtocolError(400, "invalid UTF-8 in path") from None
+    # A '%' that, once decoded, is followed by two hex digits (also when those digits were
+    # themselves escaped: %25%36%39) is double encoding: a second decode changes the path.
+    j = out.find(b"%25")
+    while j >= 0:
+        if _is_hex2(bytes(out[j + 3 : j + 5])):
+            raise ProtocolError(400, "double percent-encoding in path")
+        j = out.find(b"%25", j + 3)
     return bytes(out)
 
 

@@ -23,7 +23,10 @@ _SPECIAL: dict[bytes, int] = {
     b"connection": _CONN,
     b"expect": _EXPECT,
 }
-_HOST_CACHE: dict[bytes, bytes] = {}  # valid Host values seen -> parsed host
+# Memos of pure results (valid inputs only; refusals always recompute): Host values and
+# origin-form targets repeat across requests.
+_HOST_CACHE: dict[bytes, bytes] = {}
+_TARGET_CACHE: dict[tuple[bytes, bool], tuple[bytes, bytes | None]] = {}
 # RFC 3986 reg-name / IPv4 / IP-literal characters plus ':' for the port.
 _HOST_CHARS = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:[]"
 
@@ -135,7 +138,6 @@ def parse_head(
     target: bytes,
     version: str,
     headers: Headers,
-    *,
     keep_encoded_slash: bool = False,
 ) -> Request:
     """Judge a request head the byte parser accepted. ``headers`` keeps names as received."""
@@ -154,7 +156,7 @@ def parse_head(
     chunked = False
     te_seen = False
     cl_seen = False
-    conn_values: list[bytes] = []
+    conn_values: list[bytes] | None = None
     expect = False
     for name, value in headers:
         kind = _SPECIAL.get(name.lower())
@@ -175,12 +177,16 @@ def parse_head(
             te_seen = True
             chunked = True
         elif kind == _CONN:
+            if conn_values is None:
+                conn_values = []
             conn_values.append(value)
         elif value.lower() == b"100-continue":
             expect = True
         else:
             raise ProtocolError(417, "unsupported Expect")
 
+    if expect and version == "1.0":
+        expect = False  # RFC 9110 10.1.1: ignored on HTTP/1.0
     if chunked and cl_seen:
         raise ProtocolError(400, "both Content-Length and Transfer-Encoding")
     if chunked and version == "1.0":
@@ -206,7 +212,7 @@ def parse_head(
         raise ProtocolError(400, "missing Host")
 
     authority = host_value
-    if target[:1] == b"/":
+    if target.startswith(b"/"):
         host = None
         if host_value is not None:
             host = _HOST_CACHE.get(host_value)
@@ -214,15 +220,19 @@ def parse_head(
                 host = parse_host(host_value)
                 if len(_HOST_CACHE) < 1024:
                     _HOST_CACHE[host_value] = host
-        if target.find(b"?") >= 0 or target.find(b"#") >= 0:
+        key = (target, keep_encoded_slash)
+        parsed = _TARGET_CACHE.get(key)
+        if parsed is None:
             path, query = split_target(target)
-        else:
-            path, query = target, None
+            parsed = (normalize_path(path, keep_encoded_slash), query)
+            if len(_TARGET_CACHE) < 4096:
+                _TARGET_CACHE[key] = parsed
+        path, query = parsed
     else:
         host, path, query, authority = _absolute_form(target)
         if host_value is not None:
             parse_host(host_value)  # still must be well-formed
-    path = normalize_path(path, keep_encoded_slash=keep_encoded_slash)
+        path = normalize_path(path, keep_encoded_slash)
     return Request(
         method,
         target,

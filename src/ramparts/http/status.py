@@ -8,7 +8,10 @@ from http import HTTPStatus
 __all__ = ["reason", "status_line"]
 
 _REASONS: dict[int, bytes] = {int(s): s.phrase.encode("ascii") for s in HTTPStatus}
+# RFC 9110 names where they differ from older ones.
 _REASONS[413] = b"Content Too Large"
+_REASONS[414] = b"URI Too Long"
+_REASONS[416] = b"Range Not Satisfiable"
 _REASONS[422] = b"Unprocessable Content"
 
 _LINES11: dict[int, bytes] = {

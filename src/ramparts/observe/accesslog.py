@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 __all__ = ["AccessLog", "format_record"]
 
+
 def _s(value: str) -> str:
     """A JSON string literal; the common all-safe case skips json.dumps."""
     if value.isascii() and value.isprintable() and '"' not in value and "\\" not in value:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Generic, TypeVar
+from urllib.parse import unquote_to_bytes
 
 __all__ = ["HostRouter", "LocationMatcher", "parse_location"]
 
@@ -18,17 +19,16 @@ EXACT, PREFIX, PRIORITY_PREFIX, REGEX = "exact", "prefix", "priority_prefix", "r
 def parse_location(spec: str) -> tuple[str, str, bool]:
     """Split an nginx-style location ``spec`` into (kind, pattern, case_insensitive)."""
     spec = spec.strip()
-    for prefix, kind, nocase in (
+    kind, pattern, nocase = PREFIX, spec, False
+    for prefix, k, n in (
         ("= ", EXACT, False),
         ("^~ ", PRIORITY_PREFIX, False),
         ("~* ", REGEX, True),
         ("~ ", REGEX, False),
     ):
         if spec.startswith(prefix):
-            pattern = spec[len(prefix) :].strip()
+            kind, pattern, nocase = k, spec[len(prefix) :].strip(), n
             break
-    else:
-        kind, pattern, nocase = PREFIX, spec, False
     if not pattern:
         raise ValueError("empty location pattern")
     if kind != REGEX and not pattern.startswith("/"):
@@ -82,9 +82,12 @@ class LocationMatcher(Generic[T]):
                     return value
                 best = value
                 break
-        for regex, value in self._regexes:
-            if regex.search(path):
-                return value
+        if self._regexes:
+            # Regexes are written decoded (nginx matches them on the decoded URI).
+            subject = unquote_to_bytes(path) if path.find(b"%") >= 0 else path
+            for regex, value in self._regexes:
+                if regex.search(subject):
+                    return value
         return best
 
 
@@ -107,7 +110,7 @@ class HostRouter(Generic[T]):
     (``*.example.com`` / ``.example.com``), longest trailing wildcard (``www.*``), the
     first matching regex (``~``), then the default."""
 
-    __slots__ = ("_cache", "_default", "_exact", "_regex", "_suffix", "_prefix")
+    __slots__ = ("_cache", "_default", "_exact", "_prefix", "_regex", "_suffix")
 
     def __init__(self, entries: Sequence[tuple[Sequence[str], T]], default: T) -> None:
         self._exact: dict[bytes, T] = {}

@@ -1,5 +1,5 @@
 """Small string templates with nginx-style variables ($scheme, $host, $request_uri, $uri,
-$args, $server_port, $remote_addr), compiled once and rendered per request."""
+$args, $remote_addr, $request_method), compiled once and rendered per request."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from .context import Context
 
-__all__ = ["Template", "VARIABLES"]
+__all__ = ["VARIABLES", "Template"]
 
 
 def _host(ctx: Context) -> bytes:
@@ -22,9 +22,9 @@ def _host(ctx: Context) -> bytes:
 VARIABLES: dict[str, Callable[[Context], bytes]] = {
     "scheme": lambda ctx: ctx.scheme.encode(),
     "host": _host,
-    "request_uri": lambda ctx: ctx.request.target
-    if ctx.request.target.startswith(b"/")
-    else ctx.request.uri,
+    "request_uri": lambda ctx: (
+        ctx.request.target if ctx.request.target.startswith(b"/") else ctx.request.uri
+    ),
     "uri": lambda ctx: ctx.request.path,
     "args": lambda ctx: ctx.request.query or b"",
     "remote_addr": lambda ctx: ctx.client_ip.encode(),

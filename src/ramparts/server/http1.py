@@ -13,16 +13,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
+from time import monotonic
 from typing import TYPE_CHECKING, cast
 
 import httptools
-from time import monotonic
 
-from ..config.plan import ProxyRoute, ReturnRoute, StaticRoute
+from ..config.plan import ProxyRoute, ReturnRoute, Route, StaticRoute
 from ..errors import ProtocolError
 from ..http.headers import HOP_BY_HOP, Headers
 from ..http.request import Request, parse_head
-from ..http.status import status_line
+from ..http.status import reason, status_line
 from ..pipeline.context import Context
 from ..pipeline.phases import Respond
 from .static import serve_static
@@ -77,7 +77,18 @@ def _edit_head(parts: list[bytes], edits: HeaderEdit) -> list[bytes]:
     for name, value in headers:
         out += (name, b": ", value, b"\r\n")
     return out
+
+
 _CONTINUE = b"HTTP/1.1 100 Continue\r\n\r\n"
+_NO_BODY: tuple[bytes, ...] = ()  # the replay copy of a request without a body
+
+# Response fields handled by the proxy itself (everything else is end-to-end).
+_R_HOP, _R_LENGTH, _R_CHUNKED, _R_CONNECTION = range(4)
+_RESP_SPECIAL: dict[bytes, int] = dict.fromkeys(HOP_BY_HOP, _R_HOP)
+_RESP_SPECIAL[b"content-length"] = _R_LENGTH
+_RESP_SPECIAL[b"transfer-encoding"] = _R_CHUNKED
+_RESP_SPECIAL[b"connection"] = _R_CONNECTION
+_STATUS_LINES = {code: status_line(code) for code in range(100, 600) if reason(code)}
 
 # Response body framing towards the client.
 _NONE, _LENGTH, _CHUNKED, _CLOSE = 0, 1, 2, 3
@@ -220,11 +231,10 @@ class ClientConnection(asyncio.Protocol):
             raise ProtocolError(414, "request-target too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        # (the count is checked once the head is complete; the head's byte size, checked
+        # after every read, bounds the list meanwhile)
         if self._phase == _HEAD:
-            headers = self._headers
-            headers.append((name, value))
-            if len(headers) > self._limits.max_headers:
-                raise ProtocolError(431, "too many header fields")
+            self._headers.append((name, value))
         else:
             # A chunked trailer field: never forwarded, but bounded like the head.
             self._head_bytes += len(name) + len(value)
@@ -236,12 +246,15 @@ class ClientConnection(asyncio.Protocol):
         worker = self.worker
         plan = worker.plan
         parser = self.parser
+        headers = self._headers
+        if len(headers) > self._limits.max_headers:
+            raise ProtocolError(431, "too many header fields")
         req = parse_head(
             parser.get_method(),
             self._url,
             parser.get_http_version(),
-            self._headers,
-            keep_encoded_slash=plan.keep_encoded_slash,
+            headers,
+            plan.keep_encoded_slash,
         )
         listener = self._listener
         if listener is None or self._plan is not plan:
@@ -479,7 +492,7 @@ class Exchange(Context):
         self._tried: set[PeerState] | None = None
         self._body_buf: list[bytes] | None = None
         self._body_buffered = 0
-        self._replay: list[bytes] | None = None
+        self._replay: list[bytes] | tuple[bytes, ...] | None = None
         self._head_cache: bytes | None = None
         self._out: list[bytes] | None = None
         self._resp_framing = self._body_framing = _NONE
@@ -488,7 +501,7 @@ class Exchange(Context):
         self.loc: LocationPlan | None = loc
         self.location = loc
         if loc is not None:
-            self.route = loc.route
+            self.route: Route | None = loc.route
             if loc.max_body_size and req.content_length > loc.max_body_size:
                 self.failed = ProtocolError(413, "request body too large")
                 self.decided_by = "limits:max_body_size"
@@ -513,6 +526,31 @@ class Exchange(Context):
                 return
         route = self.route
         if type(route) is ProxyRoute:
+            group = self.conn.worker.groups.get(route.upstream.name)
+            single = group.balancer.single if group is not None else None
+            if (
+                single is not None
+                and self.body_complete
+                and not single.fails
+                and not single.health_down
+            ):
+                # Fast path: no body, one healthy peer, an idle pooled connection.
+                conn = group.get_idle(single)  # type: ignore[union-attr]
+                if conn is not None:
+                    self.group = group
+                    self.decided_by = loc.name
+                    self.tries = 1
+                    self.peer = single
+                    single.active += 1
+                    single.requests += 1
+                    self.upstream = conn
+                    self.upstream_addr = single.label
+                    self.streaming = True
+                    self._replay = _NO_BODY
+                    self._up_start = monotonic()
+                    self._head_cache = head = self._build_head(route, single.label)
+                    conn.start(self, head, route.read_timeout, self.request.method == b"HEAD")
+                    return
             self._proxy(route)
         elif type(route) is ReturnRoute:
             self.decided_by = loc.name
@@ -536,7 +574,7 @@ class Exchange(Context):
                     up.write(data)
             replay = self._replay
             if replay is not None:
-                if self.body_received <= _BODY_BUFFER:
+                if self.body_received <= _BODY_BUFFER and isinstance(replay, list):
                     replay.append(data)
                 else:
                     self._replay = None
@@ -662,17 +700,6 @@ class Exchange(Context):
         self.decided_by = self.loc.name if self.loc is not None else ""
         if self._body_buf is None and not self.body_complete:
             self._body_buf = []
-        single = group.balancer.single
-        if single is not None and not single.health_down and not single.fails:
-            # Fast path: one healthy peer with an idle connection.
-            conn = group.get_idle(single)
-            if conn is not None:
-                self.tries = 1
-                self.peer = single
-                self._tried = {single}
-                self._up_start = monotonic()
-                self._send(conn)
-                return
         self._next_peer(None, 0)
 
     def _next_peer(self, reason: str | None, status: int) -> None:
@@ -683,6 +710,8 @@ class Exchange(Context):
             self._fail(reason or "no peer left to try", status or 502)
             return
         tried = self._tried
+        if tried is None and self.peer is not None:
+            tried = self._tried = {self.peer}
         peer = group.balancer.choose(self.client_ip, now, tried or frozenset())
         if peer is None:
             if reason is None:
@@ -742,7 +771,7 @@ class Exchange(Context):
             head += body
             self.conn.unpause(_PAUSE_BODY)
         else:
-            self._replay = [] if self.body_received == 0 else None
+            self._replay = _NO_BODY if self.body_received == 0 else None
         if self.body_complete and self._body_framing == _CHUNKED:
             head += b"0\r\n\r\n"
         conn.start(self, head, route.read_timeout, self.request.method == b"HEAD")
@@ -799,38 +828,39 @@ class Exchange(Context):
 
     # upstream callbacks
     def upstream_head(self, conn: UpstreamConnection, status: int, headers: Headers) -> None:
-        req = self.request
-        self.status = status
-        self.upstream_status = status
-        out: Headers = []
+        """The upstream's response head: hop-by-hop fields (and those its Connection names)
+        dropped, response phases run, framing rebuilt for this client."""
+        self.status = self.upstream_status = status
+        loc = self.loc
         length: bytes | None = None
         chunked = False
-        tokens: list[bytes] | None = None
-        for name, value in headers:
-            lname = name.lower()
-            if lname in HOP_BY_HOP:
-                if lname == b"connection":
-                    if tokens is None:
-                        tokens = []
-                    tokens += [t.strip(b" \t").lower() for t in value.split(b",")]
-                elif lname == b"transfer-encoding":
+        parts = [_STATUS_LINES.get(status) or status_line(status)]
+        if loc is None or not loc.chain.response:
+            # Fast path: one pass straight into the output.
+            for name, value in headers:
+                kind = _RESP_SPECIAL.get(name.lower())
+                if kind is None:
+                    parts += (name, b": ", value, b"\r\n")
+                elif kind == _R_LENGTH:
+                    length = value.strip(b" \t")
+                elif kind == _R_CHUNKED:
                     chunked = True
-                continue
-            if lname == b"content-length":
-                length = value.strip(b" \t")
-                continue
-            out.append((name, value))
-        if tokens:
-            drop = frozenset(tokens)
-            out = [h for h in out if h[0].lower() not in drop]
-        loc = self.loc
-        if loc is not None and loc.chain.response:
-            loc.chain.run_response(self, status, out)
+                elif kind == _R_CONNECTION:
+                    parts = self._filtered_head(status, headers)
+                    break
+        else:
+            parts = self._filtered_head(status, headers)
+        if length is None or chunked:
+            # (the slow path does not report framing: read it again, rarely needed)
+            for name, value in headers:
+                kind = _RESP_SPECIAL.get(name.lower())
+                if kind == _R_LENGTH:
+                    length = value.strip(b" \t")
+                elif kind == _R_CHUNKED:
+                    chunked = True
+        req = self.request
         version10 = req.version == "1.0"
         keep = self.keep_alive and not self.conn.closing
-        parts = [status_line(status)]
-        for name, value in out:
-            parts += (name, b": ", value, b"\r\n")
         if req.method == b"HEAD" or status == 304 or status == 204:
             framing = _NONE
             if length is not None and status != 204:
@@ -857,6 +887,26 @@ class Exchange(Context):
         self.bytes_sent = len(data)
         self._out = [data]
 
+    def _filtered_head(self, status: int, headers: Headers) -> list[bytes]:
+        """Status line and end-to-end fields, with response phases applied (no framing)."""
+        out: Headers = []
+        tokens: set[bytes] = set()
+        for name, value in headers:
+            kind = _RESP_SPECIAL.get(name.lower())
+            if kind is None:
+                out.append((name, value))
+            elif kind == _R_CONNECTION:
+                tokens.update(t.strip(b" \t").lower() for t in value.split(b","))
+        if tokens:
+            out = [h for h in out if h[0].lower() not in tokens]
+        loc = self.loc
+        if loc is not None and loc.chain.response:
+            loc.chain.run_response(self, status, out)
+        parts = [_STATUS_LINES.get(status) or status_line(status)]
+        for name, value in out:
+            parts += (name, b": ", value, b"\r\n")
+        return parts
+
     def upstream_body(self, data: bytes) -> None:
         self.bytes_sent += len(data)
         out = self._out
@@ -875,11 +925,17 @@ class Exchange(Context):
             self.write(out[0] if len(out) == 1 else b"".join(out))
 
     def upstream_done(self, conn: UpstreamConnection) -> None:
+        out = self._out
         if self._resp_framing == _CHUNKED:
-            if self._out is None:
-                self._out = []
-            self._out.append(b"0\r\n\r\n")
-        self.flush()
+            if out is None:
+                out = []
+            out.append(b"0\r\n\r\n")
+        if out:
+            self._out = None
+            if not self.conn.dead:
+                self.conn.transport.write(  # type: ignore[union-attr]
+                    out[0] if len(out) == 1 else b"".join(out)
+                )
         self.upstream = None
         peer = conn.peer
         peer.active -= 1
@@ -912,7 +968,9 @@ class Exchange(Context):
                 self.keep_alive = False
                 self.conn.exchange_done(self)
                 return
-            log.warning("upstream %s %s: %s after the response began", group.plan.name, peer.label, reason)
+            log.warning(
+                "upstream %s %s: %s after the response began", group.plan.name, peer.label, reason
+            )
             self.keep_alive = False
             self.conn.abort()
             self.conn.exchange_done(self)
@@ -923,8 +981,9 @@ class Exchange(Context):
             # A reused keep-alive connection the peer had already closed: try a new one
             # to the same peer; this is not the peer's failure.
             self.tries -= 1
-            assert self._tried is not None
-            self._tried.discard(peer)
+            if self._tried is not None:
+                self._tried.discard(peer)
+            self.peer = None
             self._resend()
             return
         peer.failed(now)
@@ -936,14 +995,19 @@ class Exchange(Context):
 
     def _resend(self, reason: str | None = None, status: int = 0) -> None:
         self.streaming = False
-        self._body_buf = self._replay
+        self._body_buf = list(self._replay) if self._replay else None
         self._replay = None
         self._next_peer(reason, status)
 
     def _fail(self, reason: str, status: int) -> None:
         self.decided_by = f"upstream:{self.group.plan.name if self.group else ''}"
-        log.warning("%s %s: %d (%s)", self.request.method.decode(), self.request.path.decode(
-            "latin-1"), status, reason)
+        log.warning(
+            "%s %s: %d (%s)",
+            self.request.method.decode(),
+            self.request.path.decode("latin-1"),
+            status,
+            reason,
+        )
         self.respond(Respond(status, body=b""))
 
     def upstream_pause_writing(self) -> None:

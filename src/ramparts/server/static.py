@@ -132,7 +132,7 @@ def plan_static(
             span = _parse_range(rng, size)
             if span == "unsatisfiable":
                 return FilePlan(416, ((b"Content-Range", b"bytes */%d" % size),), 0, 0)
-            if span is not None:
+            if isinstance(span, tuple):
                 start, end = span
                 headers = (*base, (b"Content-Range", b"bytes %d-%d/%d" % (start, end, size)))
                 return FilePlan(206, headers, start, end - start + 1)
@@ -182,11 +182,11 @@ def _parse_range(value: bytes, size: int) -> tuple[int, int] | str | None:
     if not first.isdigit() or (last and not last.isdigit()):
         return None
     start = int(first)
-    end = int(last) if last else size - 1
-    if end < start:
-        return None
+    if last and int(last) < start:
+        return None  # invalid syntax (RFC 9110 14.1.1): ignored
     if start >= size:
-        return "unsatisfiable"
+        return "unsatisfiable"  # also "bytes=N-" with N at or past the end
+    end = int(last) if last else size - 1
     return start, min(end, size - 1)
 
 

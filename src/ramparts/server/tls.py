@@ -75,13 +75,11 @@ def make_sni_context(
         if chosen is not None and chosen is not default:
             sock.context = chosen
 
-    default.sni_callback = pick  # type: ignore[assignment]
+    default.sni_callback = pick
     return default
 
 
-def make_self_signed(
-    names: Sequence[str], cert_path: Path, key_path: Path, days: int = 30
-) -> None:
+def make_self_signed(names: Sequence[str], cert_path: Path, key_path: Path, days: int = 30) -> None:
     """Write a self-signed certificate for ``names`` (DNS names or IP addresses)."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization

@@ -27,9 +27,7 @@ log = logging.getLogger("ramparts.upstream")
 class UpstreamUser(Protocol):
     """What an upstream connection reports to the exchange it is serving."""
 
-    def upstream_head(
-        self, conn: UpstreamConnection, status: int, headers: Headers
-    ) -> None: ...
+    def upstream_head(self, conn: UpstreamConnection, status: int, headers: Headers) -> None: ...
     def upstream_body(self, data: bytes) -> None: ...
     def flush(self) -> None: ...
     def upstream_done(self, conn: UpstreamConnection) -> None: ...
@@ -49,11 +47,11 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_headers",
         "_stopped",
+        "_time",
         "deadline",
         "ex",
         "group",
         "head_only",
-        "_time",
         "in_pool",
         "last_read",
         "parser",
@@ -310,7 +308,9 @@ class UpstreamGroup:
             p = peer.plan
             try:
                 _, proto = await asyncio.wait_for(
-                    self.loop.create_connection(lambda: UpstreamConnection(self, peer), p.host, p.port),
+                    self.loop.create_connection(
+                        lambda: UpstreamConnection(self, peer), p.host, p.port
+                    ),
                     timeout,
                 )
             except TimeoutError:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import time
 from email.utils import formatdate
@@ -44,6 +45,13 @@ def bind_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
     except BaseException:
         sock.close()
         raise
+    return sock
+
+
+def _duplicate_listener(server: asyncio.Server) -> socket.socket:
+    """A new descriptor for ``server``'s listening socket (the same socket in the kernel)."""
+    sock = socket.socket(fileno=os.dup(server.sockets[0].fileno()))
+    sock.setblocking(False)
     return sock
 
 
@@ -112,15 +120,34 @@ class Worker:
             existing = self.servers.get(key)
             if existing is not None and existing[1] is listener.ssl_context:
                 continue  # unchanged (plain listeners always are)
-            sock = bind_socket(listener.host, listener.port)
+            if existing is not None:
+                # A new TLS context for an address already served: keep the very socket (a
+                # duplicate of its descriptor outlives the old server), so connections in
+                # its accept queue are not reset and the SO_REUSEPORT group is unchanged.
+                sock = _duplicate_listener(existing[0])
+            else:
+                sock = bind_socket(listener.host, listener.port)
             tls = listener.tls
 
             def factory(key: tuple[str, int] = key, tls: bool = tls) -> ClientConnection:
                 return ClientConnection(self, key, tls)
 
-            server = await self.loop.create_server(
-                factory, sock=sock, ssl=listener.ssl_context, backlog=1024
-            )
+            try:
+                if listener.ssl_context is not None:
+                    # The handshake counts against the header timeout (as in nginx): a client
+                    # that connects and never finishes it is not held for the loop's 60 s.
+                    server = await self.loop.create_server(
+                        factory,
+                        sock=sock,
+                        ssl=listener.ssl_context,
+                        backlog=1024,
+                        ssl_handshake_timeout=plan.limits.client_header_timeout,
+                    )
+                else:
+                    server = await self.loop.create_server(factory, sock=sock, backlog=1024)
+            except BaseException:
+                sock.close()
+                raise
             if existing is not None:
                 existing[0].close()
             self.servers[key] = (server, listener.ssl_context)
@@ -212,8 +239,14 @@ class Worker:
         line = (
             '{"time":%.3f,"client":"%s","peer":"%s:%d","status":%d,"error":"%s",'
             '"decided_by":"http:protocol"}\n'
-            % (time.time(), conn.peer_ip, conn.peer_ip, conn.peer_port, err.status,
-               err.reason.replace('"', "'").replace("\\", "/"))
+            % (
+                time.time(),
+                conn.peer_ip,
+                conn.peer_ip,
+                conn.peer_port,
+                err.status,
+                err.reason.replace('"', "'").replace("\\", "/"),
+            )
         )
         alog.write(line)
 

@@ -108,7 +108,7 @@ class AccessLog:
             self._fd = sys.stdout.fileno()
             return
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        if old > 2:
+        if old > 2 and old != sys.stdout.fileno():
             os.close(old)
 
     def write(self, line: str) -> None:
@@ -137,6 +137,6 @@ class AccessLog:
 
     def close(self) -> None:
         self.flush()
-        if self._fd > 2:
+        if self._fd > 2 and self.path != "-":
             os.close(self._fd)
         self._fd = -1

@@ -123,6 +123,12 @@ class ClientConnection(asyncio.Protocol):
         self._body_read = 0.0
         self.dead = False
         self._forwarded: bytes | None = None
+        self._feeding = False
+        self._start_pending: Exchange | None = None
+        self._feed_body = self._feed_heads = self._feed_chunks = 0
+        self._ext_run = 0
+        self._wait_chunk: Exchange | None = None
+        self._chunked_ex: Exchange | None = None
         self._listener: ListenerPlan | None = None
         self._plan: Plan | None = None
         self.deadline = Deadline(worker.loop, self._on_deadline)
@@ -163,6 +169,10 @@ class ClientConnection(asyncio.Protocol):
             return
         if self._phase != _BODY:
             self._head_bytes += len(data)
+        # Requests are started only after the whole read is parsed, so a request whose
+        # framing turns out to be malformed within this read never reaches an upstream.
+        self._feeding = True
+        self._feed_body = self._feed_heads = self._feed_chunks = 0
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -172,25 +182,72 @@ class ClientConnection(asyncio.Protocol):
             else:
                 log.exception("internal error while parsing a request", exc_info=err)
                 self._protocol_error(ProtocolError(500, "internal error"))
-            return
         except httptools.HttpParserUpgrade:
             self._on_upgrade()
-            return
         except httptools.HttpParserError as exc:
             status = 400
             if isinstance(exc, httptools.HttpParserInvalidMethodError):
-                status = 501 if b" " in data[:24] and data[:1].isupper() else 400
+                status = 501 if data[:24].find(b" ") >= 0 and data[:1].isupper() else 400
             self._protocol_error(ProtocolError(status, str(exc) or "malformed request"))
-            return
-        phase = self._phase
-        if phase == _HEAD:
-            if self._head_bytes > self._limits.max_header_size:
-                self._protocol_error(ProtocolError(431, "request header too large"))
-                return
-            if not self._head_started:
-                self._head_started = self.worker.loop.time()
-        elif phase == _BODY:
-            self._body_read = self.worker.loop.time()
+        else:
+            phase = self._phase
+            if phase == _HEAD:
+                if self._head_bytes > self._limits.max_header_size:
+                    self._protocol_error(ProtocolError(431, "request header too large"))
+                elif (
+                    self._url
+                    and not self._headers
+                    and data.find(b"\n") >= 0
+                    and self.parser.get_http_version() == "0.0"
+                ):
+                    # A request line without a version (HTTP/0.9): llhttp would wait
+                    # for a header section that never comes.
+                    self._protocol_error(ProtocolError(400, "HTTP/0.9 is not supported"))
+                elif not self._head_started:
+                    self._head_started = self.worker.loop.time()
+            elif phase == _BODY:
+                self._body_read = self.worker.loop.time()
+            if self._feed_chunks or (self._parsing is not None and self._parsing.request.chunked):
+                self._check_chunk_framing(len(data))
+        self._feeding = False
+        cur = self.current
+        if cur is not None and cur._up_out:
+            cur.flush_upstream()
+        ex = self._start_pending
+        if ex is not None:
+            self._start_pending = None
+            if self.current is ex and not ex.resp_started:
+                ex.start()
+
+    def _check_chunk_framing(self, fed: int) -> None:
+        """Bound chunk-size lines (extensions included): the bytes of a read that are
+        neither body nor request heads are chunk framing; a size line may take 4 KiB."""
+        limits = self._limits
+        overhead = fed - self._feed_body - self._feed_heads * limits.max_header_size
+        if self._feed_chunks or self._feed_body:
+            self._ext_run = overhead
+        else:
+            self._ext_run += overhead  # still inside one size line
+        if self._ext_run > 4096 * (self._feed_chunks + 1) + limits.max_header_size:
+            err = ProtocolError(400, "chunk extensions too large")
+            target = self._parsing or self._chunked_ex
+            self._chunked_ex = None
+            if target is not None and self._parsing is None:
+                # The message ended within this read: answer for it, not after it.
+                self.pause(_PAUSE_DEAD)
+                target.protocol_error(err)
+            else:
+                self._protocol_error(err)
+
+    def on_chunk_header(self) -> None:
+        self._feed_chunks += 1
+        ex = self._parsing
+        self._chunked_ex = ex
+        if ex is not None and ex is self._wait_chunk:
+            # A chunked request starts once its first chunk-size line has parsed.
+            self._wait_chunk = None
+            if self.current is ex:
+                self._start_pending = ex
 
     def eof_received(self) -> bool | None:
         # A half-close from the client: finish what is in flight, then close.
@@ -247,8 +304,15 @@ class ClientConnection(asyncio.Protocol):
         plan = worker.plan
         parser = self.parser
         headers = self._headers
-        if len(headers) > self._limits.max_headers:
+        limits = self._limits
+        if len(headers) > limits.max_headers:
             raise ProtocolError(431, "too many header fields")
+        if self._head_bytes > limits.max_header_size:
+            # The read that completed the head was large: measure the head itself.
+            size = len(self._url) + 16 + sum(len(n) + len(v) + 4 for n, v in headers)
+            if size > limits.max_header_size:
+                raise ProtocolError(431, "request header too large")
+        self._feed_heads += 1
         req = parse_head(
             parser.get_method(),
             self._url,
@@ -270,7 +334,10 @@ class ClientConnection(asyncio.Protocol):
         self._parsing = ex
         if self.current is None:
             self.current = ex
-            ex.start()
+            if req.chunked and not req.expect_continue:
+                self._wait_chunk = ex
+            else:
+                self._start_pending = ex  # started once the read is parsed
         else:
             if self._queue is None:
                 self._queue = deque()
@@ -278,6 +345,7 @@ class ClientConnection(asyncio.Protocol):
             self.pause(_PAUSE_QUEUE)
 
     def on_body(self, data: bytes) -> None:
+        self._feed_body += len(data)
         ex = self._parsing
         if ex is not None:
             ex.body_data(data)
@@ -340,7 +408,10 @@ class ClientConnection(asyncio.Protocol):
             if not queue:
                 self.unpause(_PAUSE_QUEUE)
             self.current = nxt
-            nxt.start()
+            if self._feeding:
+                self._start_pending = nxt
+            else:
+                nxt.start()
             return
         if self._paused:
             self.unpause(_PAUSE_QUEUE)
@@ -440,6 +511,7 @@ class Exchange(Context):
         "_body_framing",
         "_head_cache",
         "_out",
+        "_up_out",
         "_replay",
         "_resp_framing",
         "_tried",
@@ -495,6 +567,7 @@ class Exchange(Context):
         self._replay: list[bytes] | tuple[bytes, ...] | None = None
         self._head_cache: bytes | None = None
         self._out: list[bytes] | None = None
+        self._up_out: list[bytes] | None = None
         self._resp_framing = self._body_framing = _NONE
         self._up_start = 0.0
         self.server, loc = listener.resolve(req.host, req.path)
@@ -530,7 +603,7 @@ class Exchange(Context):
             single = group.balancer.single if group is not None else None
             if (
                 single is not None
-                and self.body_complete
+                and not self.request.has_body
                 and not single.fails
                 and not single.health_down
             ):
@@ -549,7 +622,13 @@ class Exchange(Context):
                     self._replay = _NO_BODY
                     self._up_start = monotonic()
                     self._head_cache = head = self._build_head(route, single.label)
-                    conn.start(self, head, route.read_timeout, self.request.method == b"HEAD")
+                    conn.start(
+                        self,
+                        head,
+                        route.read_timeout,
+                        self.request.method == b"HEAD",
+                        route.send_timeout,
+                    )
                     return
             self._proxy(route)
         elif type(route) is ReturnRoute:
@@ -566,12 +645,15 @@ class Exchange(Context):
         if loc is not None and loc.max_body_size and self.body_received > loc.max_body_size:
             raise ProtocolError(413, "request body too large")
         if self.streaming:
-            up = self.upstream
-            if up is not None:
+            if self.upstream is not None:
+                # Collected and written once the read is parsed (see ClientConnection).
+                out = self._up_out
+                if out is None:
+                    self._up_out = out = []
                 if self._body_framing == _CHUNKED:
-                    up.write(b"%x\r\n%b\r\n" % (len(data), data))
+                    out.append(b"%x\r\n%b\r\n" % (len(data), data))
                 else:
-                    up.write(data)
+                    out.append(data)
             replay = self._replay
             if replay is not None:
                 if self.body_received <= _BODY_BUFFER and isinstance(replay, list):
@@ -593,18 +675,31 @@ class Exchange(Context):
         self.body_complete = True
         if self.streaming and self.upstream is not None:
             if self._body_framing == _CHUNKED:
-                self.upstream.write(b"0\r\n\r\n")
+                out = self._up_out
+                if out is None:
+                    self._up_out = out = []
+                out.append(b"0\r\n\r\n")
         elif self.discarding and self.resp_started and self.conn.current is self:
             self.conn.exchange_done(self)
+
+    def flush_upstream(self) -> None:
+        """Send the request body bytes one client read produced."""
+        out = self._up_out
+        self._up_out = None
+        up = self.upstream
+        if out and up is not None:
+            up.write(out[0] if len(out) == 1 else b"".join(out))
 
     def protocol_error(self, err: ProtocolError) -> None:
         """The request's own bytes were malformed (head already accepted)."""
         self.keep_alive = False
+        self._up_out = None
         if self.conn.current is not self:
             self.failed = err  # a queued request: answered when its turn comes
             return
         if self.upstream is not None:
             up, self.upstream = self.upstream, None
+            up.peer.active -= 1
             up.detach()
         if self.resp_started:
             self.conn.abort()
@@ -626,7 +721,12 @@ class Exchange(Context):
             self.keep_alive = False
         if not self.body_complete:
             req = self.request
-            if req.chunked or req.content_length - self.body_received > _DISCARD_LIMIT:
+            if (
+                not self.keep_alive
+                or self.conn._paused & _PAUSE_DEAD
+                or req.chunked
+                or req.content_length - self.body_received > _DISCARD_LIMIT
+            ):
                 self.keep_alive = False
             else:
                 self.discarding = True
@@ -774,7 +874,9 @@ class Exchange(Context):
             self._replay = _NO_BODY if self.body_received == 0 else None
         if self.body_complete and self._body_framing == _CHUNKED:
             head += b"0\r\n\r\n"
-        conn.start(self, head, route.read_timeout, self.request.method == b"HEAD")
+        conn.start(
+            self, head, route.read_timeout, self.request.method == b"HEAD", route.send_timeout
+        )
         if self.request.expect_continue and not self.body_complete and self.body_received == 0:
             self.write(_CONTINUE)
 

@@ -47,7 +47,9 @@ class UpstreamConnection(asyncio.Protocol):
     __slots__ = (
         "_headers",
         "_stopped",
+        "_send_timer",
         "_time",
+        "send_timeout",
         "deadline",
         "ex",
         "group",
@@ -75,6 +77,8 @@ class UpstreamConnection(asyncio.Protocol):
         self._headers: Headers = []
         self._stopped = False
         self.read_timeout = 60.0
+        self.send_timeout = 60.0
+        self._send_timer: asyncio.TimerHandle | None = None
         self._time = group.loop.time
         self.last_read = 0.0
         self.deadline = Deadline(group.loop, self._on_deadline)
@@ -118,6 +122,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.deadline.cancel()
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         self.group.forget(self)
         ex = self.ex
         if ex is not None:
@@ -127,10 +134,19 @@ class UpstreamConnection(asyncio.Protocol):
     def pause_writing(self) -> None:
         if self.ex is not None:
             self.ex.upstream_pause_writing()
+            self._send_timer = self.group.loop.call_later(self.send_timeout, self._send_stalled)
 
     def resume_writing(self) -> None:
+        if self._send_timer is not None:
+            self._send_timer.cancel()
+            self._send_timer = None
         if self.ex is not None:
             self.ex.upstream_resume_writing()
+
+    def _send_stalled(self) -> None:
+        self._send_timer = None
+        if self.ex is not None:
+            self._fail("upstream did not read the request in time", 504)
 
     # -- httptools callbacks ------------------------------------------------------------
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -167,9 +183,17 @@ class UpstreamConnection(asyncio.Protocol):
             ex.upstream_done(self)
 
     # -- used by the exchange -------------------------------------------------------------
-    def start(self, ex: UpstreamUser, data: bytes, read_timeout: float, head_only: bool) -> None:
+    def start(
+        self,
+        ex: UpstreamUser,
+        data: bytes,
+        read_timeout: float,
+        head_only: bool,
+        send_timeout: float = 60.0,
+    ) -> None:
         """Send a request head (and any body bytes at hand) for ``ex``."""
         self.ex = ex
+        self.send_timeout = send_timeout
         self.requests += 1
         self.received = False
         self.head_only = head_only

@@ -68,8 +68,16 @@ def start_origin(tmp: Path, port: int | None = None, name: str = "origin") -> tu
     port = port or free_port()
     log = tmp / f"origin-{name}-{port}.log"
     popen = subprocess.Popen(
-        [sys.executable, "-m", "ramparts.cli", "origin", "--listen", f"127.0.0.1:{port}",
-         "--name", name],
+        [
+            sys.executable,
+            "-m",
+            "ramparts.cli",
+            "origin",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--name",
+            name,
+        ],
         stdout=log.open("wb"),
         stderr=subprocess.STDOUT,
     )
@@ -143,7 +151,7 @@ def read_response(sock: socket.socket, buf: bytearray, head_request: bool = Fals
     head = bytes(buf[:end])
     del buf[: end + 4]
     lines = head.split(b"\r\n")
-    version, status, *rest = lines[0].split(b" ", 2)
+    _version, status, *rest = lines[0].split(b" ", 2)
     headers = []
     for line in lines[1:]:
         n, _, v = line.partition(b":")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from ..pipeline.context import Context
 
-__all__ = ["AccessLog", "format_record"]
+__all__ = ["AccessLog", "format_record", "format_refusal"]
 
 
 def _s(value: str) -> str:
@@ -82,6 +82,21 @@ def format_record(ctx: Context, wall: float, request_time: float) -> str:
             _b(xff),
             _b(ua),
             _s(ctx.decided_by) if ctx.decided_by else "null",
+        )
+    )
+
+
+def format_refusal(peer_ip: str, peer_port: int, status: int, reason: str, wall: float) -> str:
+    """The log line for a request refused before its head could be read."""
+    return (
+        '{"time":"%s","client":%s,"peer":%s,"status":%d,"error":%s,'
+        '"decided_by":"http:protocol"}\n'
+        % (
+            _clock.format(wall),
+            _s(peer_ip),
+            _s("%s:%d" % (peer_ip, peer_port)),
+            status,
+            _s(reason),
         )
     )
 

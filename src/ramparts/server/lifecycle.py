@@ -52,14 +52,11 @@ async def _worker_main(path: Path, plan: Plan, ready_fd: int | None) -> int:
     gc.freeze()
     gc.set_threshold(50_000, 20, 100)
     worker = Worker(plan, loop)
-    try:
-        await worker.start()
-    except OSError as exc:
-        log.error("cannot listen: %s", exc)
-        return 2
     stop = asyncio.Event()
+    started = asyncio.Event()
 
     async def reload() -> None:
+        await started.wait()  # never two listener syncs at once
         try:
             new = load_plan(path)
         except ConfigError as exc:
@@ -76,6 +73,14 @@ async def _worker_main(path: Path, plan: Plan, ready_fd: int | None) -> int:
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, lambda: loop.create_task(reload()))
     loop.add_signal_handler(signal.SIGUSR1, worker.reopen_logs)
+    # The handlers are in place before the first client can connect: a signal sent as soon
+    # as the port answers (a SIGHUP's default action is to terminate) is handled, not fatal.
+    try:
+        await worker.start()
+    except OSError as exc:
+        log.error("cannot listen: %s", exc)
+        return 2
+    started.set()
     log.info("worker %d ready", os.getpid())
     if ready_fd is not None:
         os.write(ready_fd, b"r")

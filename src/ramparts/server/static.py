@@ -55,7 +55,7 @@ def resolve_path(route: StaticRoute, path: bytes) -> Path | Respond:
             try:
                 if statmod.S_ISLNK(os.lstat(cur).st_mode):
                     return Respond(403, body=b"403 Forbidden\n")
-            except FileNotFoundError:
+            except (FileNotFoundError, NotADirectoryError):  # a/b where a is a file: 404
                 return Respond(404, body=b"404 Not Found\n")
             except OSError:
                 return Respond(403, body=b"403 Forbidden\n")
@@ -128,7 +128,7 @@ def plan_static(
     rng = req.header(b"range")
     if rng is not None and req.method in (b"GET", b"HEAD"):
         if_range = req.header(b"if-range")
-        if if_range is None or if_range == etag or if_range == last_modified:
+        if if_range is None or if_range in (etag, last_modified):
             span = _parse_range(rng, size)
             if span == "unsatisfiable":
                 return FilePlan(416, ((b"Content-Range", b"bytes */%d" % size),), 0, 0)
@@ -202,7 +202,7 @@ def serve_static(ex: Exchange, route: StaticRoute) -> None:
         return
     try:
         fd = os.open(found, os.O_RDONLY)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         ex.respond(Respond(404, body=b"404 Not Found\n"))
         return
     except OSError:

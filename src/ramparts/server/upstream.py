@@ -46,10 +46,9 @@ class UpstreamConnection(asyncio.Protocol):
 
     __slots__ = (
         "_headers",
-        "_stopped",
         "_send_timer",
+        "_stopped",
         "_time",
-        "send_timeout",
         "deadline",
         "ex",
         "group",
@@ -61,6 +60,7 @@ class UpstreamConnection(asyncio.Protocol):
         "read_timeout",
         "received",
         "requests",
+        "send_timeout",
         "transport",
     )
 

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from ..config.plan import Plan, UpstreamPlan
 from ..http.headers import Headers
 from ..http.status import reason, status_line
-from ..observe.accesslog import AccessLog, format_record
+from ..observe.accesslog import AccessLog, format_record, format_refusal
 from .http1 import ClientConnection, Exchange
 from .upstream import UpstreamGroup
 
@@ -63,6 +63,7 @@ class Worker:
         self.loop = loop
         self.groups: dict[str, UpstreamGroup] = {}
         self._old_groups: list[UpstreamGroup] = []
+        self._closing: set[asyncio.Task[None]] = set()
         self.connections: set[ClientConnection] = set()
         self.servers: dict[tuple[str, int], tuple[asyncio.Server, object]] = {}
         self.access_log: AccessLog | None = None
@@ -83,7 +84,12 @@ class Worker:
         for g in self.groups.values():
             g.start()
         for g in old.values():
-            g.close_idle()
+            # A replaced group serves only the requests already in flight: its health
+            # checks stop and its connections are not pooled again (each reload would
+            # otherwise leave one more health-check loop running).
+            task = self.loop.create_task(g.close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
             self._old_groups.append(g)
 
     def group_for(self, up: UpstreamPlan) -> UpstreamGroup:
@@ -236,19 +242,9 @@ class Worker:
         alog = self.access_log
         if alog is None:
             return
-        line = (
-            '{"time":%.3f,"client":"%s","peer":"%s:%d","status":%d,"error":"%s",'
-            '"decided_by":"http:protocol"}\n'
-            % (
-                time.time(),
-                conn.peer_ip,
-                conn.peer_ip,
-                conn.peer_port,
-                err.status,
-                err.reason.replace('"', "'").replace("\\", "/"),
-            )
+        alog.write(
+            format_refusal(conn.peer_ip, conn.peer_port, err.status, err.reason, time.time())
         )
-        alog.write(line)
 
     # -- response heads made here ------------------------------------------------------------
     def date(self) -> bytes:

@@ -737,10 +737,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--nginx-buffers",
         type=_size,
-        default=0,
+        default=65536,
         metavar="SIZE",
-        help="nginx proxy_buffer_size / proxy_buffers 8 SIZE (e.g. 64k); default: nginx's "
-        "own (4k), as a plain config has them",
+        help="nginx proxy_buffer_size / proxy_buffers 8 SIZE; default 64k, which makes "
+        "nginx about twice as fast on 100 KB bodies as its own 4k (0 keeps nginx's own): "
+        "the bar is measured against the stronger peer",
     )
     args = p.parse_args(argv)
     if args.quick:

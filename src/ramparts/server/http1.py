@@ -117,6 +117,7 @@ class ClientConnection(asyncio.Protocol):
         self._pending_error: ProtocolError | None = None
         self._write_paused = False
         self._requests = 0
+        self._parsed = 0
         self.closing = False
         self._limits = worker.plan.limits
         self._idle_since = 0.0
@@ -327,6 +328,10 @@ class ClientConnection(asyncio.Protocol):
             if listener is None:  # this address was removed by a reload
                 raise ProtocolError(503, "listener removed")
         ex = Exchange(self, req, listener, monotonic())
+        self._parsed += 1
+        if self._parsed >= limits.keepalive_requests:
+            # The last request this connection may carry: its response says so.
+            ex.keep_alive = False
         self._head_bytes = 0
         self._head_started = 0.0
         self._body_read = 0.0

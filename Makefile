@@ -1,16 +1,28 @@
 # ramparts: `make run` starts the gateway on the quickstart example, `make test` runs everything.
+#
+# The package is installed into .venv (not in editable mode): its request hot path is
+# compiled with mypyc at install time, and it is rebuilt whenever a source file changes.
+# RAMPARTS_PURE=1 installs it as plain Python instead.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
+DEPS := $(VENV)/.deps
 STAMP := $(VENV)/.installed
+SOURCES := $(shell find src -name '*.py') setup.py pyproject.toml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test lint typecheck unit sysdeps bench bench-proxy docs clean
+.PHONY: venv run test lint typecheck unit sysdeps bench bench-proxy docs clean pure
 
-$(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+# The virtual environment with every dependency (runtime, tests, build).
+$(DEPS): pyproject.toml
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip 'setuptools>=68' wheel 'mypy==2.4.1'
+	$(PY) -m pip install -q --no-build-isolation '.[test]'
+	touch $(DEPS)
+
+# ramparts itself, rebuilt when any source changes.
+$(STAMP): $(DEPS) $(SOURCES)
+	$(PY) -m pip install -q --no-build-isolation --no-deps --force-reinstall .
 	touch $(STAMP)
 
 venv: $(STAMP)
@@ -31,11 +43,11 @@ run: $(STAMP)
 	trap "kill $$origin" EXIT INT TERM; \
 	$(PY) -m ramparts.cli serve examples/quickstart.yaml
 
-lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+lint: $(DEPS)
+	$(VENV)/bin/ruff check src tests bench setup.py
+	$(VENV)/bin/ruff format --check src tests bench setup.py
 
-typecheck: $(STAMP)
+typecheck: $(DEPS)
 	$(VENV)/bin/mypy
 
 unit: $(STAMP)
@@ -51,6 +63,11 @@ bench-proxy: $(STAMP) sysdeps
 
 docs: $(STAMP)
 	$(PY) -m ramparts.config.docs docs/
+
+# Install the same sources as plain Python (quicker to rebuild while iterating).
+pure: $(DEPS)
+	RAMPARTS_PURE=1 $(PY) -m pip install -q --no-build-isolation --no-deps --force-reinstall .
+	touch $(STAMP)
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -24,14 +24,16 @@ servers:
       - location: /
         proxy: {{ upstream: app }}
 """
-    with running(start_gateway(tmp_path, cfg, [port])):
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
-            buf = bytearray()
-            seen = []
-            for _ in range(3):
-                s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
-                r = read_response(s, buf)
-                assert r.status == 200
-                seen.append(r.header("connection"))
-            assert seen == [None, None, "close"]
-            assert closed_by_peer(s, 3.0)
+    with (
+        running(start_gateway(tmp_path, cfg, [port])),
+        socket.create_connection(("127.0.0.1", port), timeout=5) as s,
+    ):
+        buf = bytearray()
+        seen = []
+        for _ in range(3):
+            s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            r = read_response(s, buf)
+            assert r.status == 200
+            seen.append(r.header("connection"))
+        assert seen == [None, None, "close"]
+        assert closed_by_peer(s, 3.0)

@@ -94,8 +94,12 @@ _STATUS_LINES = {code: status_line(code) for code in range(100, 600) if reason(c
 _NONE, _LENGTH, _CHUNKED, _CLOSE = 0, 1, 2, 3
 
 
-class ClientConnection(asyncio.Protocol):
-    """One client connection: parsing, limits, timeouts, ordering, keep-alive."""
+class ClientConnection:
+    """One client connection: parsing, limits, timeouts, ordering, keep-alive.
+
+    An asyncio protocol by its methods (the event loop needs no base class, and a plain
+    class compiles to a native one).
+    """
 
     def __init__(self, worker: Worker, key: tuple[str, int], tls: bool) -> None:
         self.worker = worker

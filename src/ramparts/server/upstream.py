@@ -41,8 +41,9 @@ class _StopParsing(Exception):
     is absent (the answer to HEAD)."""
 
 
-class UpstreamConnection(asyncio.Protocol):
-    """One TCP connection to a peer, used by one exchange at a time."""
+class UpstreamConnection:
+    """One TCP connection to a peer, used by one exchange at a time (an asyncio protocol
+    by its methods, like ClientConnection)."""
 
     __slots__ = (
         "_headers",
@@ -333,7 +334,9 @@ class UpstreamGroup:
             try:
                 _, proto = await asyncio.wait_for(
                     self.loop.create_connection(
-                        lambda: UpstreamConnection(self, peer), p.host, p.port
+                        lambda: cast(asyncio.Protocol, UpstreamConnection(self, peer)),
+                        p.host,
+                        p.port,
                     ),
                     timeout,
                 )
@@ -343,9 +346,9 @@ class UpstreamGroup:
             except OSError as exc:
                 done(None, f"connect to {peer.label} failed: {exc.strerror or exc}", 502)
                 return
-            assert isinstance(proto, UpstreamConnection)
-            self._all.add(proto)
-            done(proto, "", 0)
+            conn = cast(UpstreamConnection, proto)
+            self._all.add(conn)
+            done(conn, "", 0)
 
         return self.loop.create_task(run())
 

@@ -10,7 +10,7 @@ import os
 import socket
 import time
 from email.utils import formatdate
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from ..config.plan import Plan, UpstreamPlan
 from ..http.headers import Headers
@@ -135,8 +135,8 @@ class Worker:
                 sock = bind_socket(listener.host, listener.port)
             tls = listener.tls
 
-            def factory(key: tuple[str, int] = key, tls: bool = tls) -> ClientConnection:
-                return ClientConnection(self, key, tls)
+            def factory(key: tuple[str, int] = key, tls: bool = tls) -> asyncio.Protocol:
+                return cast(asyncio.Protocol, ClientConnection(self, key, tls))
 
             try:
                 if listener.ssl_context is not None:

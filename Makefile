@@ -13,11 +13,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: venv run test lint typecheck unit sysdeps bench bench-proxy docs clean pure
 
-# The virtual environment with every dependency (runtime, tests, build).
+# The virtual environment with every dependency (runtime, tests, build). The compile step
+# type-checks against the dependencies, so they come first, with a plain-Python install.
 $(DEPS): pyproject.toml
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 'setuptools>=68' wheel 'mypy==2.4.1'
-	$(PY) -m pip install -q --no-build-isolation '.[test]'
+	RAMPARTS_PURE=1 $(PY) -m pip install -q --no-build-isolation '.[test]'
 	touch $(DEPS)
 
 # ramparts itself, rebuilt when any source changes.

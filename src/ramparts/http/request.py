@@ -50,6 +50,20 @@ class Request:
         "version",
     )
 
+    method: bytes
+    target: bytes
+    path: bytes
+    query: bytes | None
+    version: str
+    headers: Headers
+    host: bytes | None
+    content_length: int
+    chunked: bool
+    keep_alive: bool
+    conn_tokens: frozenset[bytes]
+    expect_continue: bool
+    authority: bytes | None
+
     def __init__(
         self,
         method: bytes,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -81,6 +82,110 @@ def _cmd_docs(args: argparse.Namespace) -> int:
     return 0
 
 
+# -- ramparts fw ------------------------------------------------------------------------
+
+
+def _cmd_fw_check(args: argparse.Namespace) -> int:
+    from .firewall.files import load_ruleset
+
+    try:
+        rs = load_ruleset(args.rules)
+    except ConfigError as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 1
+    print(f"{args.rules}: ok ({len(rs.rules)} rule(s), default {rs.default.value})")
+    return 0
+
+
+def _cmd_fw_eval(args: argparse.Namespace) -> int:
+    from .firewall.files import load_ruleset
+    from .firewall.model import evaluate
+    from .net.packet import Packet
+
+    try:
+        rs = load_ruleset(args.rules)
+        pkt = Packet.make(
+            args.src,
+            args.dst,
+            args.proto,
+            args.sport,
+            args.dport,
+            direction=args.direction,
+            iface=args.iface,
+            ct_state=args.state,
+        )
+    except ConfigError as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 1
+    except ValueError as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 2
+    v = evaluate(rs, pkt)
+    if v.rule is None:
+        print(f"{v.action.value.upper()} by the default policy (no rule matched)")
+    else:
+        where = f" (line {v.rule.line})" if v.rule.line else ""
+        name = f" {v.rule.id}" if v.rule.id else ""
+        print(f"{v.action.value.upper()} by rule {v.index}{name}{where}: {v.rule.describe()}")
+    return 0
+
+
+def _cmd_fw_classify(args: argparse.Namespace) -> int:
+    from .firewall.classbench import classify_trace
+
+    result = classify_trace(args.rules, args.trace, reference=args.reference)
+    print(json.dumps(result))
+    return 0 if result.get("mismatches", 1) == 0 else 1
+
+
+def _cmd_fw_replay(args: argparse.Namespace) -> int:
+    from .firewall.files import load_ruleset
+    from .firewall.replay import replay_pcap
+
+    try:
+        rs = load_ruleset(args.rules)
+    except ConfigError as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 1
+    report = replay_pcap(rs, args.capture, progress=not args.no_progress)
+    print(report.render())
+    return 0
+
+
+def _add_fw(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    fw = sub.add_parser("fw", help="the L3/L4 firewall: check, evaluate, replay, classify")
+    fsub = fw.add_subparsers(dest="fw_command", required=True)
+
+    c = fsub.add_parser("check", help="validate a rule file (YAML or CSV)")
+    c.add_argument("rules")
+    c.set_defaults(func=_cmd_fw_check)
+
+    e = fsub.add_parser("eval", help="the verdict for one packet, and the rule that decided")
+    e.add_argument("rules")
+    e.add_argument("--src", required=True)
+    e.add_argument("--dst", required=True)
+    e.add_argument("--proto", default="tcp")
+    e.add_argument("--sport", type=int, default=0)
+    e.add_argument("--dport", type=int, default=0)
+    e.add_argument("--direction", choices=["in", "out"], default=None)
+    e.add_argument("--iface", default=None)
+    e.add_argument("--state", choices=["new", "established", "related", "invalid"], default=None)
+    e.set_defaults(func=_cmd_fw_eval)
+
+    r = fsub.add_parser("replay", help="run a pcap capture through the stateful engine")
+    r.add_argument("rules")
+    r.add_argument("capture")
+    r.add_argument("--no-progress", action="store_true")
+    r.set_defaults(func=_cmd_fw_replay)
+
+    k = fsub.add_parser("classify", help="classify a ClassBench trace; prints one JSON object")
+    k.add_argument("rules")
+    k.add_argument("trace")
+    k.add_argument("--format", choices=["classbench"], default="classbench")
+    k.add_argument("--reference", action="store_true", help="also time the linear reference")
+    k.set_defaults(func=_cmd_fw_classify)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ramparts", description="A layered network-security gateway.")
     p.add_argument("--version", action="version", version=f"ramparts {__version__}")
@@ -112,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("docs", help="write the configuration reference and JSON Schema")
     d.add_argument("dir", nargs="?", default="docs", help="output directory (default: docs)")
     d.set_defaults(func=_cmd_docs)
+
+    _add_fw(sub)
     return p
 
 

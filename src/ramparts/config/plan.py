@@ -8,6 +8,7 @@ import ssl
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..firewall.model import RuleSet
 from ..pipeline.phases import Chain, ResponsePhase
 from ..pipeline.router import HostRouter, LocationMatcher, parse_location
 from ..pipeline.template import Template
@@ -154,6 +155,7 @@ class Plan:
     access_log: AccessLogConfig | None
     keep_encoded_slash: bool = False
     servers: tuple[ServerPlan, ...] = field(default=())
+    firewall: RuleSet | None = None
 
 
 def parse_config(text: str, file: str = "<config>") -> tuple[Config, LineMap]:
@@ -208,7 +210,14 @@ def compile_config(config: Config, lines: LineMap) -> Plan:
             ctx = _tls_context(entries, lines, base)
         listeners[key] = ListenerPlan(key[0], key[1], tls_flags[key], ctx, router)
 
+    firewall = None
+    if config.firewall is not None:
+        from ..firewall.files import load_ruleset
+
+        rules = config.firewall.rules
+        firewall = load_ruleset(rules if rules.is_absolute() else base / rules)
     return Plan(
+        firewall=firewall,
         source=lines.file,
         config=config,
         listeners=listeners,

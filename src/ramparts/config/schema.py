@@ -18,6 +18,7 @@ from .units import Duration, Size, parse_address
 __all__ = [
     "AccessLogConfig",
     "Config",
+    "FirewallConfig",
     "HeaderRules",
     "HealthCheckConfig",
     "LimitsConfig",
@@ -339,6 +340,17 @@ class AccessLogConfig(_Model):
     flush: Duration = Field(5.0, gt=0)
 
 
+class FirewallConfig(_Model):
+    """The L3/L4 rule set every accepted connection is checked against before a byte of it
+    is read: accepted connections go on, dropped ones are closed at once, rejected ones
+    reset."""
+
+    rules: Path = Field(
+        description="Rule file (YAML or CSV; see docs/firewall-rules.md), relative to "
+        "this configuration file."
+    )
+
+
 class Config(_Model):
     """A whole gateway configuration file."""
 
@@ -352,5 +364,6 @@ class Config(_Model):
         "reject", description="An encoded slash (%2F) in a path: 400, or kept escaped."
     )
     access_log: AccessLogConfig | None = None
+    firewall: FirewallConfig | None = None
     upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
     servers: list[Annotated[ServerConfig, Field()]] = Field(min_length=1)

@@ -149,6 +149,9 @@ class ClientConnection:
             self.peer_port = peer[1]
             if self.peer_ip.startswith("::ffff:") and "." in self.peer_ip:
                 self.peer_ip = self.peer_ip[7:]
+        if worker.plan.firewall is not None and not worker.admit(self.peer_ip, peer, transport):
+            self.dead = self.closing = True
+            return
         if not worker.accept(self):
             transport.abort()
             return
@@ -938,9 +941,10 @@ class Exchange(Context):
         return b"".join(parts)
 
     # upstream callbacks
-    def upstream_head(self, conn: UpstreamConnection, status: int, headers: Headers) -> None:
+    def upstream_head(self, conn: UpstreamConnection, status: int, headers: Headers) -> int:
         """The upstream's response head: hop-by-hop fields (and those its Connection names)
-        dropped, response phases run, framing rebuilt for this client."""
+        dropped, response phases run, framing rebuilt for this client. Returns the body's
+        Content-Length when the upstream framed it so, else -1."""
         self.status = self.upstream_status = status
         loc = self.loc
         length: bytes | None = None
@@ -997,6 +1001,9 @@ class Exchange(Context):
         data = b"".join(parts)
         self.bytes_sent = len(data)
         self._out = [data]
+        if length is not None and not chunked and framing != _NONE:
+            return int(length)
+        return -1
 
     def _filtered_head(self, status: int, headers: Headers) -> list[bytes]:
         """Status line and end-to-end fields, with response phases applied (no framing)."""

@@ -27,7 +27,7 @@ log = logging.getLogger("ramparts.upstream")
 class UpstreamUser(Protocol):
     """What an upstream connection reports to the exchange it is serving."""
 
-    def upstream_head(self, conn: UpstreamConnection, status: int, headers: Headers) -> None: ...
+    def upstream_head(self, conn: UpstreamConnection, status: int, headers: Headers) -> int: ...
     def upstream_body(self, data: bytes) -> None: ...
     def flush(self) -> None: ...
     def upstream_done(self, conn: UpstreamConnection) -> None: ...
@@ -47,6 +47,8 @@ class UpstreamConnection:
 
     __slots__ = (
         "_headers",
+        "_keepalive",
+        "_left",
         "_send_timer",
         "_stopped",
         "_time",
@@ -77,6 +79,8 @@ class UpstreamConnection:
         self.in_pool = False
         self._headers: Headers = []
         self._stopped = False
+        self._keepalive = False
+        self._left = -1  # bytes of a Content-Length body still to come, -1 when not in one
         self.read_timeout = 60.0
         self.send_timeout = 60.0
         self._send_timer: asyncio.TimerHandle | None = None
@@ -102,6 +106,26 @@ class UpstreamConnection:
             return
         self.received = True
         self.last_read = self._time()
+        left = self._left
+        if left > 0:
+            # Inside a Content-Length body whose head was parsed earlier: relay the bytes
+            # as they are (no parser pass, no copy) and count them down.
+            n = len(data)
+            if n < left:
+                self._left = left - n
+                ex.upstream_body(data)
+                ex.flush()
+                return
+            self._left = -1
+            if n > left:
+                data = data[:left]
+                self._stopped = True  # bytes after the response: never reuse this one
+            ex.upstream_body(data)
+            # The parser was left mid-body: the next response starts on a fresh one.
+            self.parser = httptools.HttpResponseParser(self)
+            self.ex = None
+            ex.upstream_done(self)
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserCallbackError as exc:
@@ -163,7 +187,8 @@ class UpstreamConnection:
         self._headers = []
         if ex is None:
             return
-        ex.upstream_head(self, status, headers)
+        self._keepalive = self.parser.should_keep_alive()
+        self._left = ex.upstream_head(self, status, headers)
         if self.head_only and self.ex is not None:
             self._stopped = True
             self.ex = None
@@ -171,6 +196,8 @@ class UpstreamConnection:
             raise _StopParsing()
 
     def on_body(self, data: bytes) -> None:
+        if self._left > 0:
+            self._left -= len(data)
         ex = self.ex
         if ex is not None:
             ex.upstream_body(data)
@@ -178,6 +205,7 @@ class UpstreamConnection:
     def on_message_complete(self) -> None:
         if 100 <= self.parser.get_status_code() < 200:
             return
+        self._left = -1
         ex = self.ex
         if ex is not None:
             self.ex = None
@@ -220,7 +248,7 @@ class UpstreamConnection:
             self._stopped
             or self.transport is None
             or self.transport.is_closing()
-            or not self.parser.should_keep_alive()
+            or not self._keepalive
         ):
             self.close()
             return

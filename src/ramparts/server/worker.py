@@ -8,13 +8,17 @@ import asyncio
 import logging
 import os
 import socket
+import struct
 import time
 from email.utils import formatdate
 from typing import TYPE_CHECKING, cast
 
 from ..config.plan import Plan, UpstreamPlan
+from ..firewall.model import Action, evaluate
 from ..http.headers import Headers
 from ..http.status import reason, status_line
+from ..net.addr import parse_ip
+from ..net.packet import SYN, Packet
 from ..observe.accesslog import AccessLog, format_record, format_refusal
 from .http1 import ClientConnection, Exchange
 from .upstream import UpstreamGroup
@@ -68,6 +72,7 @@ class Worker:
         self.servers: dict[tuple[str, int], tuple[asyncio.Server, object]] = {}
         self.access_log: AccessLog | None = None
         self.refused: dict[int, int] = {}
+        self.firewall_counts: dict[str, int] = {}
         self.requests = 0
         self.rejected_connections = 0
         self._date = b""
@@ -216,8 +221,56 @@ class Worker:
             self._ticker.cancel()
         if self.access_log is not None:
             self.access_log.close()
+        if self.firewall_counts:
+            counts = ", ".join(f"{k}={v}" for k, v in sorted(self.firewall_counts.items()))
+            log.info("firewall decisions on connections: %s", counts)
 
     # -- used by connections ------------------------------------------------------------
+    def admit(
+        self, peer_ip: str, peer: tuple[str, int] | None, transport: asyncio.Transport
+    ) -> bool:
+        """The connection phase: the peer's 5-tuple against the firewall rule set, before
+        anything is read. A drop closes the connection at once, a reject resets it; every
+        decision is counted under the rule that made it."""
+        fw = self.plan.firewall
+        if fw is None:
+            return True
+        local = transport.get_extra_info("sockname")
+        try:
+            version, src = parse_ip(peer_ip)
+            _, dst = parse_ip(local[0])
+            packet = Packet(
+                version,
+                src,
+                dst,
+                6,
+                peer[1] if peer else 0,
+                local[1],
+                tcp_flags=SYN,
+                direction="in",
+                ct_state="new",
+            )
+            verdict = evaluate(fw, packet)
+        except (ValueError, TypeError, IndexError) as exc:
+            # Fail closed: a connection the firewall cannot judge does not get in.
+            log.warning("firewall: cannot judge a connection from %s: %s", peer_ip, exc)
+            transport.abort()
+            return False
+        key = verdict.decided_by
+        self.firewall_counts[key] = self.firewall_counts.get(key, 0) + 1
+        if verdict.action is Action.ACCEPT:
+            return True
+        log.debug("firewall: %s %s:%s (%s)", verdict.action.value, peer_ip, packet.sport, key)
+        if verdict.action is Action.REJECT:
+            sock = transport.get_extra_info("socket")
+            if sock is not None:
+                # SO_LINGER 0: closing sends a reset instead of a FIN.
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        else:
+            transport.close()
+        return False
+
     def accept(self, conn: ClientConnection) -> bool:
         if self.stopping or len(self.connections) >= self.plan.limits.max_connections:
             self.rejected_connections += 1

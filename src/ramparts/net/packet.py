@@ -1,0 +1,52 @@
+"""A packet as the firewall sees it: the 5-tuple plus what rules may also look at."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .addr import parse_ip
+from .proto import parse_protocol
+
+__all__ = ["Packet"]
+
+# TCP flag bits (as on the wire).
+FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+
+@dataclass(frozen=True, slots=True)
+class Packet:
+    version: int
+    src: int
+    dst: int
+    proto: int
+    sport: int = 0
+    dport: int = 0
+    icmp_type: int | None = None
+    icmp_code: int | None = None
+    tcp_flags: int = 0
+    direction: str | None = None  # "in" or "out"
+    iface: str | None = None
+    ct_state: str | None = None  # new, established, related, invalid (set by conntrack)
+
+    @classmethod
+    def make(
+        cls,
+        src: str,
+        dst: str,
+        proto: str | int = "tcp",
+        sport: int = 0,
+        dport: int = 0,
+        **extra: object,
+    ) -> Packet:
+        """A packet from text addresses (tests, the CLI)."""
+        vs, s = parse_ip(src)
+        vd, d = parse_ip(dst)
+        if vs != vd:
+            raise ValueError("source and destination are of different IP versions")
+        p = parse_protocol(proto)
+        if p is None:
+            raise ValueError("a packet has a concrete protocol")
+        for name, port in (("source port", sport), ("destination port", dport)):
+            if not 0 <= port <= 65535:
+                raise ValueError(f"{name} out of range: {port}")
+        return cls(vs, s, d, p, sport, dport, **extra)  # type: ignore[arg-type]

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from . import __version__
-from .errors import ConfigError
+from .errors import ConfigError, RampartsError
 
 __all__ = ["main"]
 
@@ -144,10 +144,10 @@ def _cmd_fw_replay(args: argparse.Namespace) -> int:
 
     try:
         rs = load_ruleset(args.rules)
-    except ConfigError as exc:
+        report = replay_pcap(rs, args.capture, progress=not args.no_progress)
+    except RampartsError as exc:
         print(f"ramparts: {exc}", file=sys.stderr)
         return 1
-    report = replay_pcap(rs, args.capture, progress=not args.no_progress)
     print(report.render())
     return 0
 

@@ -133,7 +133,11 @@ def _cmd_fw_eval(args: argparse.Namespace) -> int:
 def _cmd_fw_classify(args: argparse.Namespace) -> int:
     from .firewall.classbench import classify_trace
 
-    result = classify_trace(args.rules, args.trace, reference=args.reference)
+    try:
+        result = classify_trace(args.rules, args.trace, reference=args.reference)
+    except RampartsError as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 1
     print(json.dumps(result))
     return 0 if result.get("mismatches", 1) == 0 else 1
 

@@ -16,7 +16,7 @@ from ..support import ROOT
 EXAMPLES = ROOT / "examples" / "firewall"
 CLASSIC = EXAMPLES / "classic.yaml"
 FIXED = EXAMPLES / "classic-fixed.yaml"
-ALSHAER = Path("/work/shared/data/alshaer-2004/policy.csv")
+ALSHAER = ROOT.parent / "shared" / "data" / "alshaer-2004" / "policy.csv"
 
 
 def fw(*args: str) -> subprocess.CompletedProcess[str]:

@@ -33,7 +33,14 @@ FAMILIES = ["acl1", "fw1", "ipc1"]
 SIZES = ["1K", "10K"]
 REFERENCE_SAMPLE_10K = 300  # packets per 10K trace checked through the reference
 
-needs_data = pytest.mark.skipif(not DATA.is_dir(), reason=f"no ClassBench data at {DATA}")
+# The data lies beside the checkout (../shared/data), on every machine and in CI; its
+# absence is a failure, not a reason to skip.
+needs_data = pytest.mark.usefixtures("classbench_data")
+
+
+@pytest.fixture(scope="module")
+def classbench_data() -> None:
+    assert DATA.is_dir(), f"ClassBench data missing at {DATA} (../shared/data/classbench)"
 
 
 # -- parsing -------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from ramparts.net.packet import ACK, FIN, PSH, RST, SYN, URG
 
 from ...support import ROOT
 
-ALSHAER = Path("/work/shared/data/alshaer-2004/policy.csv")
+ALSHAER = ROOT.parent / "shared" / "data" / "alshaer-2004" / "policy.csv"
 EXAMPLES = ROOT / "examples" / "firewall"
 
 

@@ -5,10 +5,12 @@ and swaps it whole, or keeps the old one and says why."""
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..firewall.model import RuleSet
+from ..firewall.model import RuleSet, Verdict
+from ..net.packet import Packet
 from ..pipeline.phases import Chain, ResponsePhase
 from ..pipeline.router import HostRouter, LocationMatcher, parse_location
 from ..pipeline.template import Template
@@ -156,6 +158,8 @@ class Plan:
     keep_encoded_slash: bool = False
     servers: tuple[ServerPlan, ...] = field(default=())
     firewall: RuleSet | None = None
+    # The compiled classifier's lookup for ``firewall`` (verdicts identical to evaluate).
+    firewall_lookup: Callable[[Packet], Verdict] | None = None
 
 
 def parse_config(text: str, file: str = "<config>") -> tuple[Config, LineMap]:
@@ -211,13 +215,17 @@ def compile_config(config: Config, lines: LineMap) -> Plan:
         listeners[key] = ListenerPlan(key[0], key[1], tls_flags[key], ctx, router)
 
     firewall = None
+    firewall_lookup = None
     if config.firewall is not None:
+        from ..firewall.classifier import Classifier
         from ..firewall.files import load_ruleset
 
         rules = config.firewall.rules
         firewall = load_ruleset(rules if rules.is_absolute() else base / rules)
+        firewall_lookup = Classifier(firewall).lookup
     return Plan(
         firewall=firewall,
+        firewall_lookup=firewall_lookup,
         source=lines.file,
         config=config,
         listeners=listeners,

@@ -250,7 +250,8 @@ class Worker:
                 direction="in",
                 ct_state="new",
             )
-            verdict = evaluate(fw, packet)
+            lookup = self.plan.firewall_lookup
+            verdict = lookup(packet) if lookup is not None else evaluate(fw, packet)
         except (ValueError, TypeError, IndexError) as exc:
             # Fail closed: a connection the firewall cannot judge does not get in.
             log.warning("firewall: cannot judge a connection from %s: %s", peer_ip, exc)

@@ -431,11 +431,6 @@ class UpstreamGroup:
                 conn.close()
             idle.clear()
 
-    def close_idle(self) -> None:
-        for idle in self._idle.values():
-            for conn in list(idle):
-                conn.close()
-
 
 async def probe_http(
     peer: PeerPlan, path: str, host: str | None, timeout: float, expect: tuple[int, int]

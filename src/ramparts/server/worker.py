@@ -76,7 +76,6 @@ class Worker:
         self.requests = 0
         self.rejected_connections = 0
         self._date = b""
-        self._date_sec = -1
         self._ticker: asyncio.TimerHandle | None = None
         self.stopping = False
         self._build_groups(plan)
@@ -172,7 +171,6 @@ class Worker:
     def _tick(self) -> None:
         """Once a second: refresh the Date header and flush a due access log."""
         now = time.time()
-        self._date_sec = int(now)
         self._date = b"Date: " + formatdate(now, usegmt=True).encode() + b"\r\n"
         if self.access_log is not None and self.access_log.due(time.monotonic()):
             self.access_log.flush()

@@ -98,12 +98,19 @@ def _cmd_fw_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_fw_eval(args: argparse.Namespace) -> int:
-    from .firewall.files import load_ruleset
+    from .firewall.files import load_ruleset, parse_flag_list
     from .firewall.model import evaluate
     from .net.packet import Packet
 
     try:
         rs = load_ruleset(args.rules)
+        extra: dict[str, object] = {}
+        if args.icmp_type is not None:
+            extra["icmp_type"] = args.icmp_type
+            extra["icmp_code"] = args.icmp_code or 0
+        flags = args.tcp_flags
+        if flags is None and str(args.proto).lower() in ("tcp", "6"):
+            flags = "syn"  # a connection's first packet
         pkt = Packet.make(
             args.src,
             args.dst,
@@ -113,6 +120,8 @@ def _cmd_fw_eval(args: argparse.Namespace) -> int:
             direction=args.direction,
             iface=args.iface,
             ct_state=args.state,
+            tcp_flags=parse_flag_list(flags) if flags is not None else 0,
+            **extra,
         )
     except ConfigError as exc:
         print(f"ramparts: {exc}", file=sys.stderr)
@@ -174,6 +183,11 @@ def _add_fw(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e.add_argument("--direction", choices=["in", "out"], default=None)
     e.add_argument("--iface", default=None)
     e.add_argument("--state", choices=["new", "established", "related", "invalid"], default=None)
+    e.add_argument(
+        "--tcp-flags", default=None, help="TCP flags set, e.g. syn,ack (default for tcp: syn)"
+    )
+    e.add_argument("--icmp-type", type=int, default=None)
+    e.add_argument("--icmp-code", type=int, default=None)
     e.set_defaults(func=_cmd_fw_eval)
 
     r = fsub.add_parser("replay", help="run a pcap capture through the stateful engine")

@@ -196,3 +196,39 @@ def test_eval_bad_address_is_a_usage_error() -> None:
     assert done.returncode == 2
     assert "192.0.2.300" in done.stderr
     assert done.stdout == ""
+
+
+FLAGS_AND_ICMP = """\
+default: drop
+rules:
+  - { id: ping, action: accept, proto: icmp, icmp_type: 8 }
+  - { id: stray-ack, action: reject, reject_with: tcp-reset, proto: tcp, tcp_flags: "syn,ack/ack" }
+  - { id: web, action: accept, proto: tcp, dport: 80 }
+"""
+
+
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["--proto", "icmp", "--icmp-type", "8"], "ACCEPT by rule 1 ping"),
+        (["--proto", "icmp", "--icmp-type", "0"], "DROP by the default policy"),
+        (["--proto", "tcp", "--dport", "80"], "ACCEPT by rule 3 web"),  # a SYN by default
+        (["--proto", "tcp", "--dport", "80", "--tcp-flags", "ack"], "REJECT by rule 2 stray-ack"),
+        (["--proto", "tcp", "--dport", "80", "--tcp-flags", "syn,ack"], "ACCEPT by rule 3 web"),
+    ],
+)
+def test_eval_icmp_type_and_tcp_flags(tmp_path: Path, args: list[str], expected: str) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text(FLAGS_AND_ICMP)
+    out = fw("eval", str(rules), "--src", "192.0.2.1", "--dst", "198.51.100.1", *args)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith(expected), out.stdout
+
+
+def test_eval_unknown_tcp_flag_is_a_usage_error(tmp_path: Path) -> None:
+    rules = tmp_path / "r.yaml"
+    rules.write_text(FLAGS_AND_ICMP)
+    out = fw(
+        "eval", str(rules), "--src", "192.0.2.1", "--dst", "198.51.100.1", "--tcp-flags", "sin"
+    )
+    assert out.returncode == 2 and "unknown TCP flag 'sin'" in out.stderr

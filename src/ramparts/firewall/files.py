@@ -25,6 +25,7 @@ __all__ = [
     "RULE_KEYS",
     "TCP_FLAGS",
     "load_ruleset",
+    "parse_flag_list",
     "parse_ruleset_csv",
     "parse_ruleset_yaml",
     "parse_tcp_flags",
@@ -89,7 +90,7 @@ def parse_tcp_flags(text: str) -> tuple[int, int]:
         raise ValueError(
             f"TCP flags are written mask/value, e.g. 'syn,ack,rst,fin/syn', not {text!r}"
         )
-    mask, value = _flag_list(mask_text), _flag_list(value_text)
+    mask, value = parse_flag_list(mask_text), parse_flag_list(value_text)
     if mask == 0:
         raise ValueError(f"the TCP flag mask of {text!r} examines no flag")
     if value & ~mask:
@@ -97,7 +98,8 @@ def parse_tcp_flags(text: str) -> tuple[int, int]:
     return mask, value
 
 
-def _flag_list(text: str) -> int:
+def parse_flag_list(text: str) -> int:
+    """``"syn,ack"`` -> the bits of those TCP flags (``all`` and ``none`` too)."""
     words = [w.strip().lower() for w in text.split(",")]
     if words == ["all"]:
         return _ALL_FLAGS

@@ -149,7 +149,12 @@ class ClientConnection:
             self.peer_port = peer[1]
             if self.peer_ip.startswith("::ffff:") and "." in self.peer_ip:
                 self.peer_ip = self.peer_ip[7:]
-        if worker.plan.firewall is not None and not worker.admit(self.peer_ip, peer, transport):
+        # TLS connections were judged by the acceptor, before their handshake.
+        if (
+            worker.plan.firewall is not None
+            and self.scheme == "http"
+            and not worker.admit(self.peer_ip, peer, transport)
+        ):
             self.dead = self.closing = True
             return
         if not worker.accept(self):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import socket
 import struct
 import time
@@ -14,49 +13,24 @@ from email.utils import formatdate
 from typing import TYPE_CHECKING, cast
 
 from ..config.plan import Plan, UpstreamPlan
-from ..firewall.model import Action, evaluate
+from ..firewall.model import Action, Verdict, evaluate
 from ..http.headers import Headers
 from ..http.status import reason, status_line
 from ..net.addr import parse_ip
 from ..net.packet import SYN, Packet
 from ..observe.accesslog import AccessLog, format_record, format_refusal
 from .http1 import ClientConnection, Exchange
+from .listener import TlsAcceptor, bind_socket, duplicate_socket, refuse_socket
 from .upstream import UpstreamGroup
 
 if TYPE_CHECKING:
     from ..errors import ProtocolError
 
-__all__ = ["Worker", "bind_socket"]
+__all__ = ["Worker"]
 
 log = logging.getLogger("ramparts.worker")
 
 _SERVER = b"Server: ramparts\r\n"
-
-
-def bind_socket(host: str, port: int, backlog: int = 1024) -> socket.socket:
-    """A listening TCP socket with SO_REUSEADDR and SO_REUSEPORT."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        if hasattr(socket, "SO_REUSEPORT"):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        if family == socket.AF_INET6:
-            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-        sock.bind((host, port))
-        sock.listen(backlog)
-        sock.setblocking(False)
-    except BaseException:
-        sock.close()
-        raise
-    return sock
-
-
-def _duplicate_listener(server: asyncio.Server) -> socket.socket:
-    """A new descriptor for ``server``'s listening socket (the same socket in the kernel)."""
-    sock = socket.socket(fileno=os.dup(server.sockets[0].fileno()))
-    sock.setblocking(False)
-    return sock
 
 
 class Worker:
@@ -69,7 +43,7 @@ class Worker:
         self._old_groups: list[UpstreamGroup] = []
         self._closing: set[asyncio.Task[None]] = set()
         self.connections: set[ClientConnection] = set()
-        self.servers: dict[tuple[str, int], tuple[asyncio.Server, object]] = {}
+        self.servers: dict[tuple[str, int], tuple[asyncio.Server | TlsAcceptor, object]] = {}
         self.access_log: AccessLog | None = None
         self.refused: dict[int, int] = {}
         self.firewall_counts: dict[str, int] = {}
@@ -128,13 +102,19 @@ class Worker:
         plan = self.plan
         for key, listener in plan.listeners.items():
             existing = self.servers.get(key)
-            if existing is not None and existing[1] is listener.ssl_context:
+            ctx = listener.ssl_context
+            if existing is not None and existing[1] is ctx:
                 continue  # unchanged (plain listeners always are)
+            if existing is not None and isinstance(existing[0], TlsAcceptor) and ctx is not None:
+                existing[0].ssl_context = ctx  # new certificates: the next handshakes use them
+                self.servers[key] = (existing[0], ctx)
+                continue
             if existing is not None:
-                # A new TLS context for an address already served: keep the very socket (a
-                # duplicate of its descriptor outlives the old server), so connections in
-                # its accept queue are not reset and the SO_REUSEPORT group is unchanged.
-                sock = _duplicate_listener(existing[0])
+                # Switching between TLS and plain on an address already served: keep the very
+                # socket (a duplicate of its descriptor outlives the old listener), so
+                # connections in its accept queue are not reset and the SO_REUSEPORT group
+                # is unchanged.
+                sock = duplicate_socket(existing[0].sockets[0])
             else:
                 sock = bind_socket(listener.host, listener.port)
             tls = listener.tls
@@ -142,16 +122,18 @@ class Worker:
             def factory(key: tuple[str, int] = key, tls: bool = tls) -> asyncio.Protocol:
                 return cast(asyncio.Protocol, ClientConnection(self, key, tls))
 
+            server: asyncio.Server | TlsAcceptor
             try:
-                if listener.ssl_context is not None:
+                if ctx is not None:
                     # The handshake counts against the header timeout (as in nginx): a client
                     # that connects and never finishes it is not held for the loop's 60 s.
-                    server = await self.loop.create_server(
+                    server = TlsAcceptor(
+                        self.loop,
+                        sock,
                         factory,
-                        sock=sock,
-                        ssl=listener.ssl_context,
-                        backlog=1024,
-                        ssl_handshake_timeout=plan.limits.client_header_timeout,
+                        ctx,
+                        plan.limits.client_header_timeout,
+                        self._admit_socket,
                     )
                 else:
                     server = await self.loop.create_server(factory, sock=sock, backlog=1024)
@@ -160,12 +142,12 @@ class Worker:
                 raise
             if existing is not None:
                 existing[0].close()
-            self.servers[key] = (server, listener.ssl_context)
+            self.servers[key] = (server, ctx)
             log.info("listening on %s:%d%s", listener.host, listener.port, " (TLS)" if tls else "")
         for key in list(self.servers):
             if key not in plan.listeners:
-                server, _ = self.servers.pop(key)
-                server.close()
+                old, _ = self.servers.pop(key)
+                old.close()
                 log.info("stopped listening on %s:%d", *key)
 
     def _tick(self) -> None:
@@ -224,25 +206,22 @@ class Worker:
             log.info("firewall decisions on connections: %s", counts)
 
     # -- used by connections ------------------------------------------------------------
-    def admit(
-        self, peer_ip: str, peer: tuple[str, int] | None, transport: asyncio.Transport
-    ) -> bool:
+    def judge(self, peer: tuple[str, int], local: tuple[str, int]) -> Verdict | None:
         """The connection phase: the peer's 5-tuple against the firewall rule set, before
-        anything is read. A drop closes the connection at once, a reject resets it; every
-        decision is counted under the rule that made it."""
+        anything is read; every decision is counted under the rule that made it. ``None``
+        when the connection cannot be judged: it is refused (fail closed)."""
         fw = self.plan.firewall
         if fw is None:
-            return True
-        local = transport.get_extra_info("sockname")
+            return None
         try:
-            version, src = parse_ip(peer_ip)
+            version, src = parse_ip(peer[0])
             _, dst = parse_ip(local[0])
             packet = Packet(
                 version,
                 src,
                 dst,
                 6,
-                peer[1] if peer else 0,
+                peer[1],
                 local[1],
                 tcp_flags=SYN,
                 direction="in",
@@ -251,23 +230,48 @@ class Worker:
             lookup = self.plan.firewall_lookup
             verdict = lookup(packet) if lookup is not None else evaluate(fw, packet)
         except (ValueError, TypeError, IndexError) as exc:
-            # Fail closed: a connection the firewall cannot judge does not get in.
-            log.warning("firewall: cannot judge a connection from %s: %s", peer_ip, exc)
-            transport.abort()
-            return False
+            log.warning("firewall: cannot judge a connection from %s: %s", peer, exc)
+            return None
         key = verdict.decided_by
         self.firewall_counts[key] = self.firewall_counts.get(key, 0) + 1
-        if verdict.action is Action.ACCEPT:
+        if verdict.action is not Action.ACCEPT:
+            log.debug("firewall: %s %s:%s (%s)", verdict.action.value, peer[0], peer[1], key)
+        return verdict
+
+    def admit(
+        self, peer_ip: str, peer: tuple[str, int] | None, transport: asyncio.Transport
+    ) -> bool:
+        """The connection phase on a plain listener's transport: a drop closes the
+        connection at once, a reject resets it."""
+        local = transport.get_extra_info("sockname")
+        verdict = self.judge((peer_ip, peer[1] if peer else 0), local) if local else None
+        if verdict is not None and verdict.action is Action.ACCEPT:
             return True
-        log.debug("firewall: %s %s:%s (%s)", verdict.action.value, peer_ip, packet.sport, key)
-        if verdict.action is Action.REJECT:
-            sock = transport.get_extra_info("socket")
-            if sock is not None:
-                # SO_LINGER 0: closing sends a reset instead of a FIN.
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock = transport.get_extra_info("socket")
+        if verdict is not None and verdict.action is Action.REJECT and sock is not None:
+            # SO_LINGER 0: closing sends a reset instead of a FIN.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            transport.abort()
+        elif verdict is None:
             transport.abort()
         else:
             transport.close()
+        return False
+
+    def _admit_socket(self, sock: socket.socket, peer: tuple[str, int]) -> bool:
+        """The connection phase on a TLS listener, on the raw socket before the handshake."""
+        if self.plan.firewall is None:
+            return True
+        ip = peer[0][7:] if peer[0].startswith("::ffff:") and "." in peer[0] else peer[0]
+        try:
+            local = sock.getsockname()
+        except OSError:
+            sock.close()
+            return False
+        verdict = self.judge((ip, peer[1]), local)
+        if verdict is not None and verdict.action is Action.ACCEPT:
+            return True
+        refuse_socket(sock, reset=verdict is not None and verdict.action is Action.REJECT)
         return False
 
     def accept(self, conn: ClientConnection) -> bool:

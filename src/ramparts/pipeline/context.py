@@ -3,6 +3,7 @@ which server and location it was routed to, and what the log will say about it."
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -15,16 +16,21 @@ class Context:
     """One request's state. Shell code creates it; pure phases only read and annotate it.
 
     ``client_ip`` starts as the peer address; the real-IP phase may replace it.
+    ``vars`` holds what policies want logged (``{"limit_req": "delayed"}``); ``cleanup``
+    callbacks run once when the exchange ends, however it ends (a connection-limit slot
+    is given back there).
     """
 
     __slots__ = (
         "bytes_sent",
+        "cleanup",
         "client_ip",
         "decided_by",
         "location",
         "peer_ip",
         "peer_port",
         "request",
+        "resume_at",
         "scheme",
         "server",
         "started",
@@ -57,3 +63,5 @@ class Context:
         self.upstream_status = 0
         self.upstream_time = -1.0
         self.vars: dict[str, Any] | None = None
+        self.resume_at = 0
+        self.cleanup: list[Callable[[], None]] | None = None

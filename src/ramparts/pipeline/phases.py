@@ -1,5 +1,7 @@
-"""The phase chain's vocabulary: a request phase returns ``None`` to continue or a
-``Respond`` to stop with an answer; a response phase edits the response head in place.
+"""The phase chain's vocabulary: a request phase returns ``None`` to continue, a
+``Respond`` to stop with an answer, or a ``Wait`` to suspend the chain (a rate limit's
+delay, a shared store's answer, a subrequest); a response phase edits the response head
+in place.
 
 Stopping is a normal result, not an exception; ``decided_by`` names the layer and rule
 (``access:rule-3``) so every refusal in a log or a trace can be explained.
@@ -7,13 +9,13 @@ Stopping is a normal result, not an exception; ``decided_by`` names the layer an
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from ..http.headers import Headers
 from .context import Context
 
-__all__ = ["Chain", "RequestPhase", "Respond", "ResponsePhase"]
+__all__ = ["Chain", "RequestPhase", "Respond", "ResponsePhase", "Wait"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,7 +29,26 @@ class Respond:
     close: bool = False
 
 
-RequestPhase = Callable[[Context], "Respond | None"]
+class Wait:
+    """Suspend the chain. The shell waits ``delay`` seconds, or for ``awaitable``, whose
+    result stands for the phase's own (None to go on, a Respond, or another Wait), and then
+    goes on with the next phase. Pure phases only build these; the shell does the waiting.
+    """
+
+    __slots__ = ("awaitable", "delay")
+
+    def __init__(
+        self, delay: float = 0.0, awaitable: Awaitable[Respond | Wait | None] | None = None
+    ) -> None:
+        self.delay = delay
+        self.awaitable = awaitable
+
+    def __repr__(self) -> str:
+        what = "an awaitable" if self.awaitable is not None else f"{self.delay:.3f}s"
+        return f"Wait({what})"
+
+
+RequestPhase = Callable[[Context], "Respond | Wait | None"]
 ResponsePhase = Callable[[Context, int, Headers], None]
 
 
@@ -38,12 +59,18 @@ class Chain:
     request: tuple[RequestPhase, ...] = ()
     response: tuple[ResponsePhase, ...] = field(default=())
 
-    def run_request(self, ctx: Context) -> Respond | None:
-        for phase in self.request:
-            result = phase(ctx)
+    def run_request(self, ctx: Context, start: int = 0) -> Respond | Wait | None:
+        """Run the request phases from ``start``. On a Wait, ``ctx.resume_at`` is the phase
+        to go on with once the wait is over."""
+        phases = self.request
+        for i in range(start, len(phases)):
+            result = phases[i](ctx)
             if result is not None:
+                if type(result) is Wait:
+                    ctx.resume_at = i + 1
+                    return result
                 if not ctx.decided_by:
-                    ctx.decided_by = result.decided_by
+                    ctx.decided_by = result.decided_by  # type: ignore[union-attr]
                 return result
         return None
 

@@ -24,7 +24,7 @@ from ..http.headers import HOP_BY_HOP, Headers
 from ..http.request import Request, parse_head
 from ..http.status import reason, status_line
 from ..pipeline.context import Context
-from ..pipeline.phases import Respond
+from ..pipeline.phases import Respond, Wait
 from .static import serve_static
 from .timer import Deadline
 
@@ -549,6 +549,7 @@ class Exchange(Context):
         "streaming",
         "tries",
         "upstream",
+        "waiting",
     )
 
     def __init__(self, conn: ClientConnection, req: Request, listener: ListenerPlan, now: float):
@@ -565,7 +566,10 @@ class Exchange(Context):
         self.upstream_status = 0
         self.upstream_time = -1.0
         self.vars = None
+        self.resume_at = 0
+        self.cleanup = None
         # exchange state
+        self.waiting: asyncio.Future[Respond | Wait | None] | asyncio.TimerHandle | None = None
         self.conn = conn
         self.keep_alive = req.keep_alive
         self.body_complete = not (req.chunked or req.content_length)
@@ -612,8 +616,52 @@ class Exchange(Context):
         if loc.chain.request:
             result = loc.chain.run_request(self)
             if result is not None:
-                self.respond(result)
+                if type(result) is Wait:
+                    self._wait(result)
+                else:
+                    self.respond(result)  # type: ignore[arg-type]
                 return
+        self._dispatch(loc)
+
+    def _wait(self, w: Wait) -> None:
+        """Suspend the chain (a phase returned a Wait); ``_resume`` goes on."""
+        if w.awaitable is not None:
+            fut = asyncio.ensure_future(w.awaitable)
+            self.waiting = fut
+            fut.add_done_callback(self._waited)
+        else:
+            self.waiting = self.conn.worker.loop.call_later(w.delay, self._resume, None)
+
+    def _waited(self, fut: asyncio.Future[Respond | Wait | None]) -> None:
+        if self.waiting is not fut or fut.cancelled():
+            return  # the client went away meanwhile
+        exc = fut.exception()
+        if exc is not None:
+            # Fail closed: a phase that cannot decide does not wave the request through.
+            log.error("a request phase failed: %r", exc)
+            self.waiting = None
+            self.respond(Respond(500, decided_by="gateway:phase-error"))
+            return
+        self._resume(fut.result())
+
+    def _resume(self, result: Respond | Wait | None) -> None:
+        self.waiting = None
+        loc = self.loc
+        if self.conn.dead or self.conn.current is not self or loc is None:
+            return
+        if result is None:
+            result = loc.chain.run_request(self, self.resume_at)
+        if result is None:
+            self._dispatch(loc)
+        elif type(result) is Wait:
+            self._wait(result)
+        else:
+            if not self.decided_by:
+                self.decided_by = result.decided_by  # type: ignore[union-attr]
+            self.respond(result)  # type: ignore[arg-type]
+
+    def _dispatch(self, loc: LocationPlan) -> None:
+        """The phases let the request through: hand it to the location's handler."""
         route = self.route
         if type(route) is ProxyRoute:
             group = self.conn.worker.groups.get(route.upstream.name)
@@ -1155,6 +1203,10 @@ class Exchange(Context):
     def client_lost(self) -> None:
         """The client closed while this request was in flight."""
         self.keep_alive = False
+        waiting = self.waiting
+        if waiting is not None:
+            self.waiting = None
+            waiting.cancel()
         if not self.resp_started:
             self.status = 499
         up = self.upstream

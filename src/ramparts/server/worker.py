@@ -288,7 +288,16 @@ class Worker:
         self.refused[status] = self.refused.get(status, 0) + 1
 
     def record(self, ex: Exchange) -> None:
+        """An exchange ended (answered, or its client gone): run its cleanup, log it."""
         self.requests += 1
+        cleanup = ex.cleanup
+        if cleanup is not None:
+            ex.cleanup = None
+            for fn in cleanup:
+                try:
+                    fn()
+                except Exception:  # one failing cleanup must not skip the others
+                    log.exception("request cleanup failed")
         alog = self.access_log
         if alog is not None and ex.status:
             alog.write(format_record(ex, time.time(), time.monotonic() - ex.started))

@@ -112,3 +112,33 @@ def test_response_phases_run_in_order_on_the_same_list() -> None:
     Chain(response=(add(b"A"), add(b"B"))).run_response(ctx(), 201, headers)
     assert headers == [(b"A", b"1"), (b"B", b"1")]
     assert seen == [201, 201]
+
+
+def test_wait_suspends_and_names_where_to_go_on() -> None:
+    from ramparts.pipeline.phases import Wait
+
+    seen: list[str] = []
+    pause = Wait(0.25)
+
+    def first(c: Context) -> Respond | Wait | None:
+        seen.append("first")
+        return None
+
+    def second(c: Context) -> Respond | Wait | None:
+        seen.append("second")
+        return pause
+
+    def third(c: Context) -> Respond | Wait | None:
+        seen.append("third")
+        return Respond(429, decided_by="ratelimit:z")
+
+    chain = Chain(request=(first, second, third))
+    c = ctx()
+    assert chain.run_request(c) is pause
+    assert (seen, c.resume_at, c.decided_by) == (["first", "second"], 2, "")
+    result = chain.run_request(c, c.resume_at)
+    assert isinstance(result, Respond) and result.status == 429
+    assert seen == ["first", "second", "third"]
+    assert c.decided_by == "ratelimit:z"
+    assert chain.run_request(c, 3) is None  # past the last phase: go on to the handler
+    assert repr(pause) == "Wait(0.250s)"

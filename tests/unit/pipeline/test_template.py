@@ -103,3 +103,18 @@ def test_template_is_reusable_across_requests() -> None:
 
 def test_variables_table_names() -> None:
     assert {"scheme", "host", "request_uri", "uri", "args", "remote_addr"} <= set(VARIABLES)
+
+
+def test_header_variables_and_the_original_peer() -> None:
+    req = parse_head(
+        b"GET", b"/a?b=1", "1.1", [(b"Host", b"h"), (b"X-Api-Key", b"k1"), (b"x-api-key", b"k2")]
+    )
+    c = Context(req, "10.0.0.1", 5000, "http", 0.0)
+    c.client_ip = "203.0.113.9"
+    assert Template("$http_x_api_key").render(c) == b"k1"  # the first field, any case
+    assert Template("$http_X_API_KEY").render(c) == b"k1"
+    assert Template("$http_authorization").render(c) == b""
+    assert Template("$remote_addr|$realip_remote_addr").render(c) == b"203.0.113.9|10.0.0.1"
+    assert Template("$binary_remote_addr").render(c) == b"203.0.113.9"
+    with pytest.raises(ValueError, match=r"unknown variable \$http_"):
+        Template("$http_")

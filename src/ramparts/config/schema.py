@@ -17,18 +17,31 @@ from .units import Duration, Size, parse_address
 
 __all__ = [
     "AccessLogConfig",
+    "AccessRuleConfig",
+    "AuthConfig",
+    "BanRuleConfig",
+    "BasicAuthConfig",
     "Config",
     "FirewallConfig",
+    "ForwardAuthConfig",
+    "HeaderAuthConfig",
     "HeaderRules",
     "HealthCheckConfig",
+    "JWTAuthConfig",
+    "LimitConnConfig",
+    "LimitConnZoneConfig",
+    "LimitReqConfig",
+    "LimitReqZoneConfig",
     "LimitsConfig",
     "ListenConfig",
     "LocationConfig",
     "PeerConfig",
     "ProxyConfig",
+    "RealIPConfig",
     "ReturnConfig",
     "ServerConfig",
     "StaticConfig",
+    "StoreConfig",
     "TLSConfig",
     "UpstreamConfig",
 ]
@@ -207,7 +220,242 @@ class StaticConfig(_Model):
     )
 
 
-class LocationConfig(_Model):
+# -- traffic policies ------------------------------------------------------------------
+
+
+class RealIPConfig(_Model):
+    """The client address from a header set by trusted proxies (nginx realip:
+    set_real_ip_from, real_ip_header, real_ip_recursive). Headers from any other peer are
+    ignored, so a client cannot choose its own address."""
+
+    trusted: list[str] = Field(
+        min_length=1,
+        validation_alias=AliasChoices("from", "trusted"),
+        description="Trusted proxies: addresses and CIDRs, IPv4 or IPv6 (set_real_ip_from).",
+    )
+    header: str = Field("X-Forwarded-For", description="X-Forwarded-For, X-Real-IP, or any.")
+    recursive: bool = Field(
+        False, description="Skip trusted addresses from the right: the rightmost untrusted wins."
+    )
+
+    @field_validator("header")
+    @classmethod
+    def _header(cls, v: str) -> str:
+        return _check_header_name(v)
+
+
+class AccessRuleConfig(_Model):
+    """One allow or deny entry: an address, a CIDR, or 'all'."""
+
+    allow: str | None = None
+    deny: str | None = None
+    id: str | None = Field(None, description="Name for logs; default rule-N (1-based).")
+
+    @model_validator(mode="after")
+    def _one(self) -> AccessRuleConfig:
+        if (self.allow is None) == (self.deny is None):
+            raise ValueError("an access rule is exactly one of allow: or deny:")
+        return self
+
+
+class LimitReqZoneConfig(_Model):
+    """A rate-limit zone (nginx limit_req_zone): the key, the rate, the number of keys kept."""
+
+    key: str = Field("$remote_addr", description="Template: $remote_addr, $http_NAME, $uri ...")
+    rate: str = Field(description="Requests per second or minute: '10r/s', '30r/m'.")
+    size: int = Field(
+        100_000, ge=1, description="Keys kept; the least recently used idle ones are evicted."
+    )
+    on_store_error: Literal["open", "closed"] = Field(
+        "open",
+        description="When the shared store cannot answer: let requests through (open) or "
+        "refuse them with 503 (closed).",
+    )
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, v: str) -> str:
+        if not re.fullmatch(r"\s*[1-9]\d*\s*r/[sm]\s*", v):
+            raise ValueError(f"a rate is written like 10r/s or 30r/m, not {v!r}")
+        return v.strip()
+
+
+class LimitConnZoneConfig(_Model):
+    """A connection-limit zone (nginx limit_conn_zone)."""
+
+    key: str = Field("$remote_addr", description="Template, as for limit_req_zones.")
+    size: int = Field(100_000, ge=1, description="Keys kept; a full zone refuses new keys.")
+    on_store_error: Literal["open", "closed"] = "open"
+
+
+class LimitReqConfig(_Model):
+    """Apply a rate-limit zone (nginx limit_req): burst, and nodelay or delay=N."""
+
+    zone: str
+    burst: int = Field(0, ge=0)
+    nodelay: bool = False
+    delay: int = Field(0, ge=0, description="Requests of the burst let through undelayed.")
+
+    @model_validator(mode="after")
+    def _delay(self) -> LimitReqConfig:
+        if self.nodelay and self.delay:
+            raise ValueError("nodelay and delay exclude each other")
+        return self
+
+
+class LimitConnConfig(_Model):
+    """Apply a connection-limit zone (nginx limit_conn): requests in flight per key."""
+
+    zone: str
+    max: int = Field(ge=1)
+
+
+class BasicAuthConfig(_Model):
+    """HTTP Basic against an htpasswd file of bcrypt hashes (htpasswd -B)."""
+
+    htpasswd: Path
+    realm: str = "restricted"
+
+
+class JWTAuthConfig(_Model):
+    """Bearer JSON Web Tokens: signature, exp, nbf, iss and aud, algorithms pinned."""
+
+    algorithms: list[str] = Field(min_length=1, description="Accepted, e.g. [RS256]; never none.")
+    secret_file: Path | None = Field(None, description="HMAC secret (HS*), read from a file.")
+    secret_env: str | None = Field(None, description="HMAC secret from this environment name.")
+    public_key: Path | None = Field(None, description="PEM public key (RS*, PS*, ES*, EdDSA).")
+    jwks: Path | None = Field(None, description="JWKS file; keys chosen by the token's kid.")
+    issuer: str | None = None
+    audience: list[str] | None = None
+    leeway: Duration = Field(0.0, ge=0, description="Clock skew allowed on exp and nbf.")
+    required_claims: list[str] = Field(default_factory=lambda: ["exp"])
+    claims_to_headers: dict[str, str] = Field(
+        default_factory=dict, description="Claims sent upstream as headers: {sub: X-User}."
+    )
+    realm: str = "api"
+
+    @field_validator("audience", mode="before")
+    @classmethod
+    def _aud(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @field_validator("claims_to_headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name in v.values():
+            _check_header_name(name)
+        return v
+
+    @model_validator(mode="after")
+    def _one_key(self) -> JWTAuthConfig:
+        keys = [k for k in (self.secret_file, self.secret_env, self.public_key, self.jwks) if k]
+        if len(keys) != 1:
+            raise ValueError("jwt needs exactly one of secret_file, secret_env, public_key, jwks")
+        return self
+
+
+class HeaderAuthConfig(_Model):
+    """Require a request header (an API key), optionally one of given values."""
+
+    name: str
+    values: list[str] | None = None
+    realm: str = "api"
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return _check_header_name(v)
+
+
+class ForwardAuthConfig(_Model):
+    """Ask an auth service first (nginx auth_request): 2xx lets the request through,
+    401/403 go back to the client, anything else is a 500."""
+
+    url: str = Field(description="http://host:port/path of the auth service.")
+    pass_headers: list[str] = Field(
+        default_factory=lambda: ["Authorization", "Cookie"],
+        description="Request headers sent to the auth service.",
+    )
+    copy_headers: list[str] = Field(
+        default_factory=list, description="Auth response headers copied to the upstream request."
+    )
+    timeout: Duration = Field(5.0, gt=0)
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith("http://"):
+            raise ValueError("the auth service is reached over http://host:port/path")
+        return v
+
+
+class AuthConfig(_Model):
+    """Authentication at the proxy: exactly one method."""
+
+    basic: BasicAuthConfig | None = None
+    jwt: JWTAuthConfig | None = None
+    header: HeaderAuthConfig | None = None
+    request: ForwardAuthConfig | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> AuthConfig:
+        chosen = [x for x in (self.basic, self.jwt, self.header, self.request) if x is not None]
+        if len(chosen) != 1:
+            raise ValueError("auth needs exactly one of basic, jwt, header, request")
+        return self
+
+
+class _Policies(_Model):
+    """Traffic policies, set on a server (for all its locations) or a location. A location
+    inherits each from its server unless it sets its own (as nginx's directives do)."""
+
+    real_ip: RealIPConfig | None = None
+    access: list[AccessRuleConfig] | None = Field(
+        None, description="allow/deny entries, first match wins; no match allows."
+    )
+    limit_req: list[LimitReqConfig] | None = None
+    limit_req_status: int | None = Field(None, ge=400, le=599, description="Default 503.")
+    limit_req_dry_run: bool | None = None
+    limit_conn: list[LimitConnConfig] | None = None
+    limit_conn_status: int | None = Field(None, ge=400, le=599, description="Default 503.")
+    limit_conn_dry_run: bool | None = None
+    auth: AuthConfig | Literal[False] | None = Field(
+        None, description="An auth method, or false to turn off an inherited one."
+    )
+
+
+class StoreConfig(_Model):
+    """Where rate-limit, connection-limit and ban state lives: in each worker's memory, or
+    in Redis, shared by every worker and every ramparts of a fleet."""
+
+    backend: Literal["memory", "redis"] = "memory"
+    url: str = Field("redis://127.0.0.1:6379/0", description="redis://[:password@]host:port/db")
+    prefix: str = "ramparts:"
+    timeout: Duration = Field(0.25, gt=0, description="Per-command timeout.")
+    retry: Duration = Field(
+        1.0, gt=0, description="After a failure, calls fail at once for this long, then retry."
+    )
+    bans_file: Path | None = Field(
+        None,
+        description="With the memory backend: the file bans are kept in, shared by the "
+        "workers and the `ramparts ban` command.",
+    )
+
+
+class BanRuleConfig(_Model):
+    """fail2ban-style: ban a client after ``count`` refusals of a kind within ``window``."""
+
+    on: list[str] = Field(
+        min_length=1,
+        description="Kinds of refusal: a layer (auth, access, ratelimit, limitconn, waf), a "
+        "layer:rule (ratelimit:api), or a status (401).",
+    )
+    count: int = Field(ge=1)
+    window: Duration = Field(gt=0)
+    ban: Duration = Field(gt=0, description="How long the ban lasts.")
+
+
+class LocationConfig(_Policies):
     """A location, matched like nginx: '= /exact', '^~ /prefix', '~ regex', '~* regex'
     (case-insensitive) or '/prefix'."""
 
@@ -226,7 +474,7 @@ class LocationConfig(_Model):
         return self
 
 
-class ServerConfig(_Model):
+class ServerConfig(_Policies):
     """A virtual server: where it listens, which Host names it answers, its locations."""
 
     listen: list[ListenConfig] = Field(min_length=1)
@@ -365,5 +613,11 @@ class Config(_Model):
     )
     access_log: AccessLogConfig | None = None
     firewall: FirewallConfig | None = None
+    store: StoreConfig = Field(default_factory=lambda: StoreConfig.model_validate({}))
+    limit_req_zones: dict[str, LimitReqZoneConfig] = Field(default_factory=dict)
+    limit_conn_zones: dict[str, LimitConnZoneConfig] = Field(default_factory=dict)
+    bans: list[BanRuleConfig] = Field(
+        default_factory=list, description="Automatic bans; enforced before a byte is read."
+    )
     upstreams: dict[str, UpstreamConfig] = Field(default_factory=dict)
     servers: list[Annotated[ServerConfig, Field()]] = Field(min_length=1)

@@ -24,12 +24,14 @@ class Setup:
     port: int  # /internal is denied (403), / is proxied
     aport: int  # allow-list: only /public/ is proxied, everything else is 403
     rec: RecordingOrigin
+    xport: int = 0  # /internal proxied, but its access list denies everyone but 10/8
+    iport: int = 0  # the same with a case-insensitive location: ~* ^/internal
 
 
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory, recorder: RecordingOrigin) -> Iterator[Setup]:
     tmp = tmp_path_factory.mktemp("paths")
-    port, aport = free_port(), free_port()
+    port, aport, xport, iport = free_port(), free_port(), free_port(), free_port()
     cfg = f"""
 upstreams:
   rec: {{ servers: ["127.0.0.1:{recorder.port}"] }}
@@ -46,9 +48,23 @@ servers:
         return: {{ status: 403, body: "not public" }}
       - location: /public/
         proxy: {{ upstream: rec }}
+  - listen: "127.0.0.1:{xport}"
+    locations:
+      - location: /internal
+        access: [{{ allow: 10.0.0.0/8 }}, {{ deny: all }}]
+        proxy: {{ upstream: rec }}
+      - location: /
+        proxy: {{ upstream: rec }}
+  - listen: "127.0.0.1:{iport}"
+    locations:
+      - location: "~* ^/internal"
+        access: [{{ allow: 10.0.0.0/8, id: private }}, {{ deny: all, id: others }}]
+        proxy: {{ upstream: rec }}
+      - location: /
+        proxy: {{ upstream: rec }}
 """
-    with gateway(tmp, cfg, [port, aport]):
-        yield Setup(port, aport, recorder)
+    with gateway(tmp, cfg, [port, aport, xport, iport]):
+        yield Setup(port, aport, recorder, xport, iport)
 
 
 def _get(port: int, target: str) -> int | None:
@@ -130,10 +146,14 @@ ATTACKS = [
 ]
 
 
+@pytest.mark.parametrize("guard", ["return", "access", "access-nocase"])
 @pytest.mark.parametrize("target", ATTACKS)
-def test_protected_location_cannot_be_bypassed(gw: Setup, target: str) -> None:
+def test_protected_location_cannot_be_bypassed(gw: Setup, target: str, guard: str) -> None:
+    """Whether /internal is a ``return 403`` or a proxied location behind an access list
+    (prefix, or a case-insensitive regex), no spelling of it reaches the origin."""
+    port = {"return": gw.port, "access": gw.xport, "access-nocase": gw.iport}[guard]
     mark = gw.rec.snapshot()
-    status = _get(gw.port, target)
+    status = _get(port, target)
     assert status is not None and 400 <= status < 500, f"{target!r} answered {status}"
     marker_request(gw.port, gw.rec)
     reached = [r.target for r in gw.rec.requests_since(mark)]
@@ -164,6 +184,20 @@ def test_equivalent_spellings_match_the_protected_location(gw: Setup, target: st
     )
     assert out.status == 403
     assert out.response is not None and out.response.body == b"internal denied"
+
+
+@pytest.mark.parametrize("target", ["/INTERNAL", "/%49NTERNAL", "/Internal/x", "//iNtErNaL"])
+def test_case_insensitive_location_denies_every_case(gw: Setup, target: str) -> None:
+    """Declared case-insensitive (``~*``), the access list guards every case, and the
+    refusal names the rule that decided."""
+    mark = gw.rec.snapshot()
+    out = raw_outcome(
+        gw.iport,
+        f"GET {target} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".encode(),
+    )
+    assert out.status == 403
+    marker_request(gw.port, gw.rec)
+    assert len(gw.rec.requests_since(mark)) == 1  # the marker only
 
 
 def test_case_is_significant_like_nginx(gw: Setup) -> None:

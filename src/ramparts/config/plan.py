@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import ssl
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..firewall.model import RuleSet, Verdict
@@ -16,6 +16,7 @@ from ..pipeline.router import HostRouter, LocationMatcher, parse_location
 from ..pipeline.template import Template
 from ..policies.headers import HeaderEdit
 from .loader import LineMap, load_yaml, read_file, validate
+from .policies import PolicyRuntime, policy_phases
 from .schema import (
     AccessLogConfig,
     Config,
@@ -160,6 +161,8 @@ class Plan:
     firewall: RuleSet | None = None
     # The compiled classifier's lookup for ``firewall`` (verdicts identical to evaluate).
     firewall_lookup: Callable[[Packet], Verdict] | None = None
+    # Run-time state the policy phases share (filled in by each worker).
+    policy: PolicyRuntime = field(default_factory=PolicyRuntime)
 
 
 def parse_config(text: str, file: str = "<config>") -> tuple[Config, LineMap]:
@@ -186,9 +189,10 @@ def compile_config(config: Config, lines: LineMap) -> Plan:
     servers: list[ServerPlan] = []
     by_listen: dict[tuple[str, int], list[tuple[ServerConfig, ServerPlan]]] = {}
     tls_flags: dict[tuple[str, int], bool] = {}
+    runtime = PolicyRuntime()
     for i, server in enumerate(config.servers):
         loc = ("servers", i)
-        plan = _server(i, server, config.limits, upstreams, lines, loc, base)
+        plan = _server(i, server, config.limits, upstreams, lines, loc, base, runtime)
         servers.append(plan)
         for j, listen in enumerate(server.listen):
             key = listen.host_port
@@ -224,6 +228,7 @@ def compile_config(config: Config, lines: LineMap) -> Plan:
         firewall = load_ruleset(rules if rules.is_absolute() else base / rules)
         firewall_lookup = Classifier(firewall).lookup
     return Plan(
+        policy=runtime,
         firewall=firewall,
         firewall_lookup=firewall_lookup,
         source=lines.file,
@@ -277,6 +282,7 @@ def _server(
     lines: LineMap,
     loc: tuple[str | int, ...],
     base: Path,
+    runtime: PolicyRuntime,
 ) -> ServerPlan:
     server_req, server_resp = _edits(server.headers)
     entries = []
@@ -287,6 +293,9 @@ def _server(
         except Exception as exc:  # re.error or ValueError, both reported with the line
             raise lines.error((*lloc, "location"), f"bad location: {exc}") from None
         plan = _location(location, server_req, server_resp, limits, upstreams, lines, lloc, base)
+        phases = policy_phases(server, location, runtime, lines, loc, lloc, base)
+        if phases:
+            plan = replace(plan, chain=Chain(request=phases, response=plan.chain.response))
         entries.append((kind, pattern, nocase, plan))
     try:
         matcher = LocationMatcher(entries)

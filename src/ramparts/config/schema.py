@@ -233,7 +233,9 @@ class RealIPConfig(_Model):
         validation_alias=AliasChoices("from", "trusted"),
         description="Trusted proxies: addresses and CIDRs, IPv4 or IPv6 (set_real_ip_from).",
     )
-    header: str = Field("X-Forwarded-For", description="X-Forwarded-For, X-Real-IP, or any.")
+    header: str = Field(
+        "X-Real-IP", description="X-Real-IP (nginx's default), X-Forwarded-For, or any name."
+    )
     recursive: bool = Field(
         False, description="Skip trusted addresses from the right: the rightmost untrusted wins."
     )
@@ -371,7 +373,7 @@ class ForwardAuthConfig(_Model):
     """Ask an auth service first (nginx auth_request): 2xx lets the request through,
     401/403 go back to the client, anything else is a 500."""
 
-    url: str = Field(description="http://host:port/path of the auth service.")
+    url: str = Field(description="http(s)://host:port/path of the auth service.")
     pass_headers: list[str] = Field(
         default_factory=lambda: ["Authorization", "Cookie"],
         description="Request headers sent to the auth service.",
@@ -384,8 +386,8 @@ class ForwardAuthConfig(_Model):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
-        if not v.startswith("http://"):
-            raise ValueError("the auth service is reached over http://host:port/path")
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("the auth service is reached at http(s)://host:port/path")
         return v
 
 

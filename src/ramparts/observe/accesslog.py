@@ -64,7 +64,7 @@ def format_record(ctx: Context, wall: float, request_time: float) -> str:
         '{"time":"%s","client":%s,"peer":%s,"method":%s,"uri":%s,"path":%s,'
         '"host":%s,"status":%d,"bytes_sent":%d,"request_time":%.6f,'
         '"upstream_addr":%s,"upstream_status":%s,"upstream_time":%s,'
-        '"x_forwarded_for":%s,"user_agent":%s,"decided_by":%s}\n'
+        '"x_forwarded_for":%s,"user_agent":%s,"decided_by":%s%s}\n'
         % (
             _clock.format(wall),
             _s(ctx.client_ip),
@@ -82,8 +82,14 @@ def format_record(ctx: Context, wall: float, request_time: float) -> str:
             _b(xff),
             _b(ua),
             _s(ctx.decided_by) if ctx.decided_by else "null",
+            _extra(ctx.vars) if ctx.vars else "",
         )
     )
+
+
+def _extra(fields: dict[str, object]) -> str:
+    """What the policies noted (``user``, ``limit_req`` ...) as more top-level fields."""
+    return "".join(',"%s":%s' % (k, json.dumps(v, ensure_ascii=False)) for k, v in fields.items())
 
 
 def format_refusal(peer_ip: str, peer_port: int, status: int, reason: str, wall: float) -> str:

@@ -969,15 +969,19 @@ class Exchange(Context):
                 continue
             parts += (name, b": ", value, b"\r\n")
         if route.x_forwarded:
-            if xff is None:
-                parts.append(self.conn.forwarded_headers())
-            else:
-                parts += (
-                    b"X-Forwarded-For: ",
-                    xff,
-                    b", ",
-                    self.conn.forwarded_headers()[len(b"X-Forwarded-For: ") :],
+            if self.client_ip == self.peer_ip:
+                fwd = self.conn.forwarded_headers()
+            else:  # the real-IP phase named the client: nginx's $remote_addr
+                ip = self.client_ip.encode()
+                fwd = b"X-Forwarded-For: %b\r\nX-Real-IP: %b\r\nX-Forwarded-Proto: %b\r\n" % (
+                    ip,
+                    ip,
+                    self.scheme.encode(),
                 )
+            if xff is None:
+                parts.append(fwd)
+            else:
+                parts += (b"X-Forwarded-For: ", xff, b", ", fwd[17:])
             if req.host is not None:
                 parts += (b"X-Forwarded-Host: ", req.host, b"\r\n")
         loc = self.loc

@@ -9,6 +9,7 @@ import logging
 import socket
 import struct
 import time
+from concurrent.futures import ThreadPoolExecutor
 from email.utils import formatdate
 from typing import TYPE_CHECKING, cast
 
@@ -52,6 +53,9 @@ class Worker:
         self._date = b""
         self._ticker: asyncio.TimerHandle | None = None
         self.stopping = False
+        # CPU-heavy policy checks (bcrypt) run here, never on the event loop.
+        self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ramparts-check")
+        plan.policy.attach(loop, self.pool)
         self._build_groups(plan)
         self._open_log(plan)
 
@@ -164,6 +168,7 @@ class Worker:
     async def reload(self, plan: Plan) -> None:
         """Swap to ``plan`` (already compiled and validated)."""
         old = self.plan
+        plan.policy.attach(self.loop, self.pool)
         self.plan = plan
         try:
             await self._sync_listeners()
@@ -201,6 +206,7 @@ class Worker:
             self._ticker.cancel()
         if self.access_log is not None:
             self.access_log.close()
+        self.pool.shutdown(wait=False, cancel_futures=True)
         if self.firewall_counts:
             counts = ", ".join(f"{k}={v}" for k, v in sorted(self.firewall_counts.items()))
             log.info("firewall decisions on connections: %s", counts)

@@ -1,0 +1,275 @@
+"""Compiling a location's traffic policies into request phases, in the order of the
+request path: real client IP, access control, connection and rate limits,
+authentication. A location inherits each policy from its server unless it sets its own
+(as nginx's directives are inherited); ``auth: false`` turns an inherited one off.
+
+Each phase is a small closure around a pure engine from policies/. What needs the event
+loop (a rate limit's delay, the shared store, bcrypt in a thread, the forward-auth
+subrequest) comes back as a ``Wait`` for the shell to run. State shared between requests
+and across reloads (the store holding limit zones and bans, the thread pool) lives in the
+plan's ``PolicyRuntime``, which each worker fills in after it has started.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..http.headers import Headers
+from ..pipeline.context import Context
+from ..pipeline.phases import RequestPhase, Respond, Wait
+from ..policies.access import AccessList
+from ..policies.auth import (
+    AuthResult,
+    BasicAuth,
+    ForwardAuth,
+    JwtAuth,
+    RequireHeader,
+    SlowCheck,
+    Subrequest,
+    hmac_secret_from_env,
+    load_hmac_secret,
+    load_htpasswd,
+    load_jwks,
+    load_public_key,
+)
+from ..policies.realip import RealIP
+from .loader import LineMap
+from .schema import AuthConfig, LocationConfig, ServerConfig
+
+__all__ = ["PolicyRuntime", "inherited", "policy_phases"]
+
+Where = tuple[str | int, ...]
+
+_FORBIDDEN = b"403 Forbidden\n"
+
+RunBlocking = Callable[[Callable[[], AuthResult]], Awaitable[AuthResult]]
+FetchHead = Callable[[Subrequest], Awaitable[tuple[int, Headers]]]
+
+
+class PolicyRuntime:
+    """What the phases of one plan share at run time, per worker process: a way to run
+    CPU-heavy checks (bcrypt) in the worker's thread pool, and the subrequest client. Set
+    by the worker (``attach``) before the first request; a phase that runs without it
+    fails closed."""
+
+    def __init__(self) -> None:
+        self.run_blocking: RunBlocking | None = None
+        self.fetch_head: FetchHead | None = None
+
+    def attach(self, loop: Any, pool: Executor) -> None:
+        """Bind to the worker's event loop and thread pool (in the worker process)."""
+        from ..server.subrequest import fetch_head
+
+        def run_blocking(fn: Callable[[], AuthResult]) -> Awaitable[AuthResult]:
+            return loop.run_in_executor(pool, fn)  # type: ignore[no-any-return]
+
+        self.run_blocking = run_blocking
+        self.fetch_head = fetch_head
+
+
+def inherited(server: ServerConfig, location: LocationConfig, name: str) -> Any:
+    """A policy setting of ``location``, or its server's when the location leaves it unset."""
+    own = getattr(location, name)
+    return own if own is not None else getattr(server, name)
+
+
+def _where(server_at: Where, loc_at: Where, location: LocationConfig, name: str) -> Where:
+    return (*loc_at, name) if getattr(location, name) is not None else (*server_at, name)
+
+
+# -- real IP and access -------------------------------------------------------------------
+
+
+def _realip_phase(rip: RealIP) -> RequestPhase:
+    resolve = rip.resolve
+
+    def real_ip(ctx: Context) -> Respond | Wait | None:
+        ctx.client_ip = resolve(ctx.peer_ip, ctx.request.headers)
+        return None
+
+    return real_ip
+
+
+def _access_phase(acl: AccessList) -> RequestPhase:
+    check = acl.check
+    answers = [
+        Respond(403, ((b"Content-Type", b"text/plain"),), _FORBIDDEN, acl.decided_by(i + 1))
+        for i in range(len(acl.rules))
+    ]
+    unknown = Respond(403, ((b"Content-Type", b"text/plain"),), _FORBIDDEN, "access:bad-address")
+
+    def access(ctx: Context) -> Respond | Wait | None:
+        try:
+            pos = check(ctx.client_ip)
+        except ValueError:
+            return unknown  # fail closed: an address we cannot read is not allowed
+        return answers[pos - 1] if pos else None
+
+    return access
+
+
+# -- authentication -------------------------------------------------------------------------
+
+
+def _note_identity(ctx: Context, result: AuthResult) -> None:
+    if result.identity:
+        if ctx.vars is None:
+            ctx.vars = {}
+        ctx.vars["user"] = result.identity
+    result.apply(ctx.request.headers)
+
+
+def _auth_phase(
+    engine: RequireHeader | JwtAuth | BasicAuth, runtime: PolicyRuntime
+) -> RequestPhase:
+    wall = isinstance(engine, JwtAuth)  # JWT dates are epoch seconds
+    check = engine.check
+    clock = time.time if wall else time.monotonic
+
+    def finish(result: AuthResult, ctx: Context) -> Respond | None:
+        if not result.ok:
+            return result.respond()
+        _note_identity(ctx, result)
+        return None
+
+    async def slow(ctx: Context, job: SlowCheck) -> Respond | Wait | None:
+        run = runtime.run_blocking
+        if run is None:
+            raise RuntimeError("no thread pool for slow authentication checks")
+        return finish(await run(job.run), ctx)
+
+    def auth(ctx: Context) -> Respond | Wait | None:
+        result = check(ctx.request.headers, clock())
+        if type(result) is SlowCheck:
+            return Wait(awaitable=slow(ctx, result))
+        return finish(result, ctx)  # type: ignore[arg-type]
+
+    return auth
+
+
+def _forward_phase(engine: ForwardAuth, runtime: PolicyRuntime) -> RequestPhase:
+    async def ask(ctx: Context) -> Respond | Wait | None:
+        fetch = runtime.fetch_head
+        if fetch is None:
+            raise RuntimeError("no subrequest client")
+        req = ctx.request
+        sub = engine.subrequest(
+            req.method,
+            req.uri,
+            req.headers,
+            client_ip=ctx.client_ip,
+            scheme=ctx.scheme,
+            connection_tokens=req.conn_tokens,
+        )
+        try:
+            status, headers = await fetch(sub)
+        except (OSError, TimeoutError) as exc:
+            result = engine.failed(str(exc) or type(exc).__name__)
+        else:
+            result = engine.decide(status, headers)
+        if not result.ok:
+            return result.respond()
+        _note_identity(ctx, result)
+        return None
+
+    def forward(ctx: Context) -> Respond | Wait | None:
+        return Wait(awaitable=ask(ctx))
+
+    return forward
+
+
+def _path(base: Path, p: Path) -> Path:
+    return p if p.is_absolute() else base / p
+
+
+def _auth_engine(cfg: AuthConfig, base: Path) -> RequireHeader | JwtAuth | BasicAuth | ForwardAuth:
+    if cfg.header is not None:
+        h = cfg.header
+        return RequireHeader(h.name, h.values, realm=h.realm)
+    if cfg.basic is not None:
+        return BasicAuth(load_htpasswd(_path(base, cfg.basic.htpasswd)), realm=cfg.basic.realm)
+    if cfg.jwt is not None:
+        j = cfg.jwt
+        if j.secret_file is not None:
+            keys = [load_hmac_secret(_path(base, j.secret_file))]
+        elif j.secret_env is not None:
+            keys = [hmac_secret_from_env(j.secret_env, os.environ)]
+        elif j.public_key is not None:
+            keys = [load_public_key(_path(base, j.public_key))]
+        else:
+            assert j.jwks is not None
+            keys = list(load_jwks(_path(base, j.jwks)))
+        return JwtAuth(
+            keys,
+            j.algorithms,
+            issuer=j.issuer,
+            audience=j.audience,
+            leeway=j.leeway,
+            required_claims=tuple(j.required_claims),
+            claim_headers=j.claims_to_headers or None,
+            realm=j.realm,
+        )
+    r = cfg.request
+    assert r is not None
+    return ForwardAuth(
+        r.url, pass_headers=r.pass_headers, copy_headers=r.copy_headers, timeout=r.timeout
+    )
+
+
+# -- the chain ---------------------------------------------------------------------------------
+
+
+def policy_phases(
+    server: ServerConfig,
+    location: LocationConfig,
+    runtime: PolicyRuntime,
+    lines: LineMap,
+    server_at: Where,
+    loc_at: Where,
+    base: Path,
+    limit_phases: Callable[[], list[RequestPhase]] | None = None,
+) -> tuple[RequestPhase, ...]:
+    """The request phases of ``location`` (with what it inherits from ``server``).
+    Configuration values the engines refuse raise ConfigError with their line."""
+    phases: list[RequestPhase] = []
+
+    def fail(name: str, exc: Exception) -> ConfigError:
+        if isinstance(exc, ConfigError):
+            return exc
+        return lines.error(_where(server_at, loc_at, location, name), str(exc))
+
+    rip = inherited(server, location, "real_ip")
+    if rip is not None:
+        try:
+            phases.append(_realip_phase(RealIP(rip.trusted, rip.header, rip.recursive)))
+        except ValueError as exc:
+            raise fail("real_ip", exc) from None
+    access = inherited(server, location, "access")
+    if access:
+        entries = [
+            ("allow", a.allow, a.id or "") if a.allow is not None else ("deny", a.deny, a.id or "")
+            for a in access
+        ]
+        try:
+            phases.append(_access_phase(AccessList(entries)))
+        except ValueError as exc:
+            raise fail("access", exc) from None
+    if limit_phases is not None:
+        phases.extend(limit_phases())
+    auth = inherited(server, location, "auth")
+    if auth:
+        try:
+            engine = _auth_engine(auth, base)
+        except (ValueError, ConfigError) as exc:
+            raise fail("auth", exc) from None
+        if isinstance(engine, ForwardAuth):
+            phases.append(_forward_phase(engine, runtime))
+        else:
+            phases.append(_auth_phase(engine, runtime))
+    return tuple(phases)

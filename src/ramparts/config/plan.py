@@ -192,7 +192,7 @@ def compile_config(config: Config, lines: LineMap) -> Plan:
     runtime = PolicyRuntime()
     for i, server in enumerate(config.servers):
         loc = ("servers", i)
-        plan = _server(i, server, config.limits, upstreams, lines, loc, base, runtime)
+        plan = _server(i, server, config.limits, upstreams, lines, loc, base, runtime, config)
         servers.append(plan)
         for j, listen in enumerate(server.listen):
             key = listen.host_port
@@ -283,6 +283,7 @@ def _server(
     loc: tuple[str | int, ...],
     base: Path,
     runtime: PolicyRuntime,
+    config: Config,
 ) -> ServerPlan:
     server_req, server_resp = _edits(server.headers)
     entries = []
@@ -293,7 +294,7 @@ def _server(
         except Exception as exc:  # re.error or ValueError, both reported with the line
             raise lines.error((*lloc, "location"), f"bad location: {exc}") from None
         plan = _location(location, server_req, server_resp, limits, upstreams, lines, lloc, base)
-        phases = policy_phases(server, location, runtime, lines, loc, lloc, base)
+        phases = policy_phases(config, server, location, runtime, lines, loc, lloc, base)
         if phases:
             plan = replace(plan, chain=Chain(request=phases, response=plan.chain.response))
         entries.append((kind, pattern, nocase, plan))

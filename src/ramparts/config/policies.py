@@ -12,6 +12,8 @@ plan's ``PolicyRuntime``, which each worker fills in after it has started.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -21,8 +23,10 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..http.headers import Headers
+from ..http.status import reason
 from ..pipeline.context import Context
 from ..pipeline.phases import RequestPhase, Respond, Wait
+from ..pipeline.template import Template
 from ..policies.access import AccessList
 from ..policies.auth import (
     AuthResult,
@@ -38,11 +42,16 @@ from ..policies.auth import (
     load_jwks,
     load_public_key,
 )
+from ..policies.ratelimit import Decision, LimitConn, LimitReq, Outcome
 from ..policies.realip import RealIP
+from ..state.memory import MemoryStore
+from ..state.store import Store, StoreUnavailable
 from .loader import LineMap
-from .schema import AuthConfig, LocationConfig, ServerConfig
+from .schema import AuthConfig, Config, LocationConfig, ServerConfig
 
 __all__ = ["PolicyRuntime", "inherited", "policy_phases"]
+
+log = logging.getLogger("ramparts")
 
 Where = tuple[str | int, ...]
 
@@ -61,9 +70,15 @@ class PolicyRuntime:
     def __init__(self) -> None:
         self.run_blocking: RunBlocking | None = None
         self.fetch_head: FetchHead | None = None
+        # The shared state: ``memory`` when it lives in this process (decided inline),
+        # else ``store`` (Redis: every decision is a round trip, awaited).
+        self.memory: MemoryStore | None = None
+        self.store: Store | None = None
 
-    def attach(self, loop: Any, pool: Executor) -> None:
-        """Bind to the worker's event loop and thread pool (in the worker process)."""
+    def attach(self, loop: Any, pool: Executor, store: Store | None = None) -> None:
+        """Bind to the worker's event loop, thread pool and store (in the worker process)."""
+        self.store = store
+        self.memory = store if isinstance(store, MemoryStore) else None
         from ..server.subrequest import fetch_head
 
         def run_blocking(fn: Callable[[], AuthResult]) -> Awaitable[AuthResult]:
@@ -222,10 +237,192 @@ def _auth_engine(cfg: AuthConfig, base: Path) -> RequireHeader | JwtAuth | Basic
     )
 
 
+# -- rate and connection limits ---------------------------------------------------------------
+
+
+def _ms() -> int:
+    return int(time.monotonic() * 1000)
+
+
+def _note(ctx: Context, name: str, value: str) -> None:
+    if ctx.vars is None:
+        ctx.vars = {}
+    ctx.vars[name] = value
+
+
+def _rejection(d: Decision) -> Respond:
+    status = d.status
+    headers: tuple[tuple[bytes, bytes], ...] = ((b"Content-Type", b"text/plain"),)
+    if d.retry_after_ms:
+        headers += ((b"Retry-After", b"%d" % d.retry_after),)
+    body = b"%d %s\n" % (status, reason(status))
+    return Respond(status, headers, body, d.decided_by)
+
+
+def _store_down(layer: str) -> Respond:
+    return Respond(503, ((b"Content-Type", b"text/plain"),), b"503 Service Unavailable\n", layer)
+
+
+def _limit_req_phase(
+    checks: list[tuple[LimitReq, Template]], runtime: PolicyRuntime, fail_closed: bool
+) -> RequestPhase:
+    single = checks[0] if len(checks) == 1 else None
+    closed = _store_down("ratelimit:store-unavailable")
+
+    def outcome(ctx: Context, d: Decision) -> Respond | Wait | None:
+        o = d.outcome
+        if o is Outcome.PASSED or o is Outcome.NONE:
+            return None
+        _note(ctx, "limit_req", o.name)
+        if o is Outcome.DELAYED:
+            return Wait(d.delay_ms / 1000)
+        if o is Outcome.REJECTED:
+            return _rejection(d)
+        return None  # a dry run: noted, not applied
+
+    async def shared(ctx: Context, keyed: list[tuple[LimitReq, str]]) -> Respond | Wait | None:
+        store = runtime.store
+        assert store is not None
+        try:
+            d = await store.limit_req(keyed, _ms())
+        except StoreUnavailable:
+            _note(ctx, "limit_req", "STORE_UNAVAILABLE")
+            return closed if fail_closed else None
+        return outcome(ctx, d)
+
+    def limit_req(ctx: Context) -> Respond | Wait | None:
+        memory = runtime.memory
+        if memory is not None and single is not None:
+            limit, key = single
+            return outcome(
+                ctx, memory.limit_req_one(limit, key.render(ctx).decode("latin-1"), _ms())
+            )
+        keyed = [(limit, key.render(ctx).decode("latin-1")) for limit, key in checks]
+        if memory is not None:
+            return outcome(ctx, memory.limit_req_sync(keyed, _ms()))
+        if runtime.store is None:
+            raise RuntimeError("no store for rate limits")
+        return Wait(awaitable=shared(ctx, keyed))
+
+    return limit_req
+
+
+def _limit_conn_phase(
+    checks: list[tuple[LimitConn, Template]], runtime: PolicyRuntime, fail_closed: bool
+) -> RequestPhase:
+    closed = _store_down("limitconn:store-unavailable")
+
+    def outcome(ctx: Context, d: Decision, keyed: list[tuple[LimitConn, str]]) -> Respond | None:
+        o = d.outcome
+        if o is Outcome.PASSED:
+            memory = runtime.memory
+            if memory is not None:
+                release: Callable[[], None] = lambda: memory.conn_release_sync(keyed)  # noqa: E731
+            else:
+                store = runtime.store
+                assert store is not None
+
+                def release() -> None:
+                    task = asyncio.ensure_future(store.conn_release(keyed))
+                    task.add_done_callback(_quiet)
+
+            if ctx.cleanup is None:
+                ctx.cleanup = []
+            ctx.cleanup.append(release)
+            return None
+        if o is Outcome.NONE:
+            return None
+        _note(ctx, "limit_conn", o.name)
+        return _rejection(d) if o is Outcome.REJECTED else None
+
+    async def shared(ctx: Context, keyed: list[tuple[LimitConn, str]]) -> Respond | Wait | None:
+        store = runtime.store
+        assert store is not None
+        try:
+            d = await store.conn_acquire(keyed)
+        except StoreUnavailable:
+            _note(ctx, "limit_conn", "STORE_UNAVAILABLE")
+            return closed if fail_closed else None
+        return outcome(ctx, d, keyed)
+
+    def limit_conn(ctx: Context) -> Respond | Wait | None:
+        keyed = [(limit, key.render(ctx).decode("latin-1")) for limit, key in checks]
+        memory = runtime.memory
+        if memory is not None:
+            return outcome(ctx, memory.conn_acquire_sync(keyed), keyed)
+        if runtime.store is None:
+            raise RuntimeError("no store for connection limits")
+        return Wait(awaitable=shared(ctx, keyed))
+
+    return limit_conn
+
+
+def _quiet(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("releasing a connection-limit slot failed: %s", task.exception())
+
+
+def _limits(
+    config: Config,
+    server: ServerConfig,
+    location: LocationConfig,
+    runtime: PolicyRuntime,
+    fail: Callable[[str, Exception], ConfigError],
+) -> list[RequestPhase]:
+    phases: list[RequestPhase] = []
+    conns = inherited(server, location, "limit_conn")
+    if conns:
+        status = inherited(server, location, "limit_conn_status") or 503
+        dry = bool(inherited(server, location, "limit_conn_dry_run"))
+        cchecks: list[tuple[LimitConn, Template]] = []
+        closed = False
+        for c in conns:
+            zone = config.limit_conn_zones.get(c.zone)
+            if zone is None:
+                known = ", ".join(config.limit_conn_zones) or "none defined"
+                raise fail("limit_conn", ValueError(f"unknown zone {c.zone!r} (known: {known})"))
+            try:
+                cchecks.append(
+                    (LimitConn(c.zone, c.max, status=status, dry_run=dry), Template(zone.key))
+                )
+            except ValueError as exc:
+                raise fail("limit_conn", exc) from None
+            closed = closed or zone.on_store_error == "closed"
+        phases.append(_limit_conn_phase(cchecks, runtime, closed))
+    reqs = inherited(server, location, "limit_req")
+    if reqs:
+        status = inherited(server, location, "limit_req_status") or 503
+        dry = bool(inherited(server, location, "limit_req_dry_run"))
+        rchecks: list[tuple[LimitReq, Template]] = []
+        closed = False
+        for r in reqs:
+            rzone = config.limit_req_zones.get(r.zone)
+            if rzone is None:
+                known = ", ".join(config.limit_req_zones) or "none defined"
+                raise fail("limit_req", ValueError(f"unknown zone {r.zone!r} (known: {known})"))
+            try:
+                limit = LimitReq(
+                    r.zone,
+                    rzone.rate,
+                    r.burst,
+                    delay=r.delay,
+                    nodelay=r.nodelay,
+                    status=status,
+                    dry_run=dry,
+                )
+                rchecks.append((limit, Template(rzone.key)))
+            except ValueError as exc:
+                raise fail("limit_req", exc) from None
+            closed = closed or rzone.on_store_error == "closed"
+        phases.append(_limit_req_phase(rchecks, runtime, closed))
+    return phases
+
+
 # -- the chain ---------------------------------------------------------------------------------
 
 
 def policy_phases(
+    config: Config,
     server: ServerConfig,
     location: LocationConfig,
     runtime: PolicyRuntime,
@@ -233,7 +430,6 @@ def policy_phases(
     server_at: Where,
     loc_at: Where,
     base: Path,
-    limit_phases: Callable[[], list[RequestPhase]] | None = None,
 ) -> tuple[RequestPhase, ...]:
     """The request phases of ``location`` (with what it inherits from ``server``).
     Configuration values the engines refuse raise ConfigError with their line."""
@@ -260,8 +456,7 @@ def policy_phases(
             phases.append(_access_phase(AccessList(entries)))
         except ValueError as exc:
             raise fail("access", exc) from None
-    if limit_phases is not None:
-        phases.extend(limit_phases())
+    phases.extend(_limits(config, server, location, runtime, fail))
     auth = inherited(server, location, "auth")
     if auth:
         try:

@@ -20,6 +20,8 @@ from ..http.status import reason, status_line
 from ..net.addr import parse_ip
 from ..net.packet import SYN, Packet
 from ..observe.accesslog import AccessLog, format_record, format_refusal
+from ..state.memory import MemoryStore
+from ..state.redis import RedisStore
 from .http1 import ClientConnection, Exchange
 from .listener import TlsAcceptor, bind_socket, duplicate_socket, refuse_socket
 from .upstream import UpstreamGroup
@@ -32,6 +34,23 @@ __all__ = ["Worker"]
 log = logging.getLogger("ramparts.worker")
 
 _SERVER = b"Server: ramparts\r\n"
+
+
+def make_store(plan: Plan) -> MemoryStore | RedisStore:
+    """The store ``plan`` asks for: this process's memory (the zones sized as configured),
+    or Redis, shared by every worker and every gateway of a fleet."""
+    cfg = plan.config.store
+    if cfg.backend == "redis":
+        return RedisStore(
+            cfg.url,
+            prefix=cfg.prefix,
+            socket_timeout=cfg.timeout,
+            connect_timeout=cfg.timeout,
+            backoff_s=cfg.retry,
+        )
+    sizes = {n: z.size for n, z in plan.config.limit_req_zones.items()}
+    sizes.update({n: z.size for n, z in plan.config.limit_conn_zones.items()})
+    return MemoryStore(zone_keys=sizes)
 
 
 class Worker:
@@ -55,7 +74,8 @@ class Worker:
         self.stopping = False
         # CPU-heavy policy checks (bcrypt) run here, never on the event loop.
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ramparts-check")
-        plan.policy.attach(loop, self.pool)
+        self.store = make_store(plan)
+        plan.policy.attach(loop, self.pool, self.store)
         self._build_groups(plan)
         self._open_log(plan)
 
@@ -168,7 +188,14 @@ class Worker:
     async def reload(self, plan: Plan) -> None:
         """Swap to ``plan`` (already compiled and validated)."""
         old = self.plan
-        plan.policy.attach(self.loop, self.pool)
+        if plan.config.store != old.config.store:
+            # A new store: the old one's state is left behind (limits start afresh).
+            closing = self.store
+            self.store = make_store(plan)
+            task = self.loop.create_task(closing.aclose())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
+        plan.policy.attach(self.loop, self.pool, self.store)
         self.plan = plan
         try:
             await self._sync_listeners()
@@ -207,6 +234,7 @@ class Worker:
         if self.access_log is not None:
             self.access_log.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        await self.store.aclose()
         if self.firewall_counts:
             counts = ", ".join(f"{k}={v}" for k, v in sorted(self.firewall_counts.items()))
             log.info("firewall decisions on connections: %s", counts)

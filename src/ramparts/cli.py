@@ -6,9 +6,13 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import __version__
 from .errors import ConfigError, RampartsError
+
+if TYPE_CHECKING:
+    from .config.schema import StoreConfig
 
 __all__ = ["main"]
 
@@ -79,6 +83,65 @@ def _cmd_docs(args: argparse.Namespace) -> int:
 
     for path in write_docs(args.dir):
         print(f"wrote {path}")
+    return 0
+
+
+# -- ramparts ban / unban / bans ----------------------------------------------------------
+
+
+def _store_of(args: argparse.Namespace) -> tuple[StoreConfig, Path]:
+    from .config.loader import read_file
+    from .config.plan import parse_config
+
+    path = Path(args.config)
+    config = read_file(path, lambda text, file: parse_config(text, file)[0])
+    return config.store, path.parent
+
+
+def _cmd_ban(args: argparse.Namespace) -> int:
+    from .config.units import parse_duration
+    from .state.admin import add_ban
+
+    try:
+        store, base = _store_of(args)
+        seconds = parse_duration(args.duration)
+        addr = add_ban(store, base, args.address, seconds, args.reason)
+    except (RampartsError, ValueError) as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 1
+    print(f"banned {addr} for {args.duration}")
+    return 0
+
+
+def _cmd_unban(args: argparse.Namespace) -> int:
+    from .state.admin import remove_ban
+
+    try:
+        store, base = _store_of(args)
+        was = remove_ban(store, base, args.address)
+    except (RampartsError, ValueError) as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 1
+    print(f"unbanned {args.address}" if was else f"{args.address} was not banned")
+    return 0 if was else 3
+
+
+def _cmd_bans(args: argparse.Namespace) -> int:
+    from .state.admin import format_left, list_bans
+
+    try:
+        store, base = _store_of(args)
+        bans = list_bans(store, base)
+    except (RampartsError, ValueError) as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps([{"address": a, "seconds_left": s, "reason": r} for a, s, r in bans]))
+        return 0
+    for address, left, why in bans:
+        print(f"{address:<40} {format_left(left):>12}  {why}")
+    if not bans:
+        print("no bans")
     return 0
 
 
@@ -235,6 +298,28 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("docs", help="write the configuration reference and JSON Schema")
     d.add_argument("dir", nargs="?", default="docs", help="output directory (default: docs)")
     d.set_defaults(func=_cmd_docs)
+
+    def config_arg(q: argparse.ArgumentParser) -> None:
+        q.add_argument(
+            "-c", "--config", default="ramparts.yaml", help="the gateway's configuration"
+        )
+
+    b = sub.add_parser("ban", help="ban an address (dropped before a byte is read)")
+    b.add_argument("address")
+    b.add_argument("--for", dest="duration", required=True, help="e.g. 10m, 1h, 30s")
+    b.add_argument("--reason", default="manual")
+    config_arg(b)
+    b.set_defaults(func=_cmd_ban)
+
+    u = sub.add_parser("unban", help="lift a ban")
+    u.add_argument("address")
+    config_arg(u)
+    u.set_defaults(func=_cmd_unban)
+
+    ls = sub.add_parser("bans", help="list the bans in force")
+    ls.add_argument("--json", action="store_true")
+    config_arg(ls)
+    ls.set_defaults(func=_cmd_bans)
 
     _add_fw(sub)
     return p

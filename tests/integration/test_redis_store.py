@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import signal
 import subprocess
 import sys
 import time
@@ -367,6 +368,25 @@ def test_scripts_are_reloaded_after_a_flush(redis_server: int) -> None:
     assert run(go) == [Outcome.PASSED, Outcome.REJECTED]
 
 
+def test_an_error_answer_is_unavailable_but_not_an_outage(redis_server: int) -> None:
+    p = prefix()
+    lim = LimitReq("a", "1r/s")
+
+    async def go() -> bool:
+        store = RedisStore(url(redis_server), prefix=p, time_source="caller")
+        client = Redis.from_url(url(redis_server))
+        try:
+            await client.set(f"{p}req:a:k", "not a state")
+            with pytest.raises(StoreUnavailable, match="answered"):
+                await store.limit_req([(lim, "k")], T0)
+            return store.available and (await store.limit_req([(lim, "k2")], T0)) is PASS
+        finally:
+            await store.aclose()
+            await client.aclose()
+
+    assert run(go)
+
+
 def test_prefixes_keep_stores_apart(redis_server: int) -> None:
     async def go() -> tuple[list[str], list[str]]:
         a = RedisStore(url(redis_server), prefix=prefix())
@@ -472,6 +492,37 @@ def test_a_busy_process_is_not_an_outage(
     busy, answered, available = run(go)
     assert busy > 0 and answered > 0 and available
     assert not [r for r in caplog.records if r.name == "ramparts"]
+
+
+def test_a_stalled_redis_times_out(tmp_path: Path) -> None:
+    """redis-server stopped (SIGSTOP): the call fails after the socket timeout, not later;
+    once it runs again (SIGCONT) and the back-off has passed, calls succeed."""
+    proc, port = start_redis(tmp_path)
+
+    async def go() -> None:
+        store = RedisStore(
+            url(port), prefix=prefix(), socket_timeout=0.2, connect_timeout=0.2, backoff_s=0.2
+        )
+        try:
+            assert await store.is_banned("a") is False
+            proc.signal(signal.SIGSTOP)
+            try:
+                started = time.monotonic()
+                with pytest.raises(StoreUnavailable):
+                    await store.is_banned("a")
+                assert 0.15 < time.monotonic() - started < 1.5
+            finally:
+                proc.signal(signal.SIGCONT)
+            await asyncio.sleep(0.25)
+            assert await store.is_banned("a") is False
+            assert store.available
+        finally:
+            await store.aclose()
+
+    try:
+        run(go)
+    finally:
+        proc.stop()
 
 
 def test_unreachable_from_the_start(tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ from ..policies.auth import (
     load_jwks,
     load_public_key,
 )
+from ..policies.bans import BanTable
 from ..policies.ratelimit import Decision, LimitConn, LimitReq, Outcome
 from ..policies.realip import RealIP
 from ..state.memory import MemoryStore
@@ -74,10 +75,16 @@ class PolicyRuntime:
         # else ``store`` (Redis: every decision is a round trip, awaited).
         self.memory: MemoryStore | None = None
         self.store: Store | None = None
+        # The bans in force (the worker's copy): checked again on the client address the
+        # real-IP phase found, since the connection phase saw only the proxy in front.
+        self.bans: BanTable | None = None
 
-    def attach(self, loop: Any, pool: Executor, store: Store | None = None) -> None:
-        """Bind to the worker's event loop, thread pool and store (in the worker process)."""
+    def attach(
+        self, loop: Any, pool: Executor, store: Store | None = None, bans: BanTable | None = None
+    ) -> None:
+        """Bind to the worker's event loop, thread pool, store and bans (in the worker)."""
         self.store = store
+        self.bans = bans
         self.memory = store if isinstance(store, MemoryStore) else None
         from ..server.subrequest import fetch_head
 
@@ -109,6 +116,19 @@ def _realip_phase(rip: RealIP) -> RequestPhase:
         return None
 
     return real_ip
+
+
+def _ban_phase(runtime: PolicyRuntime) -> RequestPhase:
+    def banned(ctx: Context) -> Respond | Wait | None:
+        bans = runtime.bans
+        if bans is None or not len(bans) or ctx.client_ip == ctx.peer_ip:
+            return None
+        ban = bans.banned(ctx.client_ip, time.time())
+        if ban is None:
+            return None
+        return Respond(403, ((b"Content-Type", b"text/plain"),), _FORBIDDEN, "ban:" + ban.reason)
+
+    return banned
 
 
 def _access_phase(acl: AccessList) -> RequestPhase:
@@ -446,6 +466,7 @@ def policy_phases(
             phases.append(_realip_phase(RealIP(rip.trusted, rip.header, rip.recursive)))
         except ValueError as exc:
             raise fail("real_ip", exc) from None
+        phases.append(_ban_phase(runtime))
     access = inherited(server, location, "access")
     if access:
         entries = [

@@ -447,7 +447,7 @@ class StoreConfig(_Model):
 class BanRuleConfig(_Model):
     """fail2ban-style: ban a client after ``count`` refusals of a kind within ``window``."""
 
-    on: list[str] = Field(
+    refused_by: list[str] = Field(
         min_length=1,
         description="Kinds of refusal: a layer (auth, access, ratelimit, limitconn, waf), a "
         "layer:rule (ratelimit:api), or a status (401).",

@@ -47,9 +47,10 @@ Differences from nginx, all deliberate:
   (plus up to two more idle ones). An idle key is dropped only once its state equals a new
   key's (``excess - rate * ms // 1000 + 1000 <= 0``, the rule Redis's key expiry follows
   too), so dropping idle keys never changes a decision. nginx drops them as soon as
-  ``excess - rate * ms // 1000 <= 0`` with ``ms = |now - last|``: a key of a rate under
-  about 17 r/m idle for 60 s, or any key after the clock stepped back a minute, is then
-  forgotten while it would still count (1r/m needs 62.5 s, not 60, to take a request).
+  ``excess - rate * ms // 1000 <= 0`` with ``ms = |now - last|``, so it forgets a key that
+  would still count: one whose 60 s of drain covers its excess but not the 1000 the next
+  request adds (any ``1r/m`` key: it needs 62.5 s, not 60, to take a request), or any key
+  after the clock stepped back more than a minute.
   A limit_conn zone that is full refuses the new key's request, as nginx does when its
   zone is out of memory.
 * Retry-After: nginx sends none. A rejection here carries ``retry_after_ms``, the smallest

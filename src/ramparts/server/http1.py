@@ -150,6 +150,10 @@ class ClientConnection:
             if self.peer_ip.startswith("::ffff:") and "." in self.peer_ip:
                 self.peer_ip = self.peer_ip[7:]
         # TLS connections were judged by the acceptor, before their handshake.
+        if self.scheme == "http" and len(worker.bans.table) and worker.banned(self.peer_ip):
+            self.dead = self.closing = True
+            transport.close()
+            return
         if (
             worker.plan.firewall is not None
             and self.scheme == "http"

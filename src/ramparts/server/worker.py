@@ -22,6 +22,7 @@ from ..net.packet import SYN, Packet
 from ..observe.accesslog import AccessLog, format_record, format_refusal
 from ..state.memory import MemoryStore
 from ..state.redis import RedisStore
+from .bans import BanKeeper
 from .http1 import ClientConnection, Exchange
 from .listener import TlsAcceptor, bind_socket, duplicate_socket, refuse_socket
 from .upstream import UpstreamGroup
@@ -75,7 +76,8 @@ class Worker:
         # CPU-heavy policy checks (bcrypt) run here, never on the event loop.
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ramparts-check")
         self.store = make_store(plan)
-        plan.policy.attach(loop, self.pool, self.store)
+        self.bans = BanKeeper(plan, self.store, loop)
+        plan.policy.attach(loop, self.pool, self.store, self.bans.table)
         self._build_groups(plan)
         self._open_log(plan)
 
@@ -182,6 +184,7 @@ class Worker:
             self.access_log.flush()
         if self._old_groups:
             self._old_groups = [g for g in self._old_groups if any(p.active for p in g.peers)]
+        self.bans.sync()
         self._ticker = self.loop.call_at(self.loop.time() + 1.0 - (now % 1.0), self._tick)
 
     # -- reload and shutdown ----------------------------------------------------------------
@@ -195,7 +198,8 @@ class Worker:
             task = self.loop.create_task(closing.aclose())
             self._closing.add(task)
             task.add_done_callback(self._closing.discard)
-        plan.policy.attach(self.loop, self.pool, self.store)
+        self.bans.configure(plan, self.store)
+        plan.policy.attach(self.loop, self.pool, self.store, self.bans.table)
         self.plan = plan
         try:
             await self._sync_listeners()
@@ -292,11 +296,23 @@ class Worker:
             transport.close()
         return False
 
+    def banned(self, peer_ip: str) -> bool:
+        """Whether ``peer_ip`` is banned: its connection is then dropped unread."""
+        if self.bans.table.banned(peer_ip, time.time()) is None:
+            return False
+        self.bans.refused_connections += 1
+        key = "ban"
+        self.firewall_counts[key] = self.firewall_counts.get(key, 0) + 1
+        return True
+
     def _admit_socket(self, sock: socket.socket, peer: tuple[str, int]) -> bool:
         """The connection phase on a TLS listener, on the raw socket before the handshake."""
+        ip = peer[0][7:] if peer[0].startswith("::ffff:") and "." in peer[0] else peer[0]
+        if len(self.bans.table) and self.banned(ip):
+            refuse_socket(sock, reset=False)
+            return False
         if self.plan.firewall is None:
             return True
-        ip = peer[0][7:] if peer[0].startswith("::ffff:") and "." in peer[0] else peer[0]
         try:
             local = sock.getsockname()
         except OSError:
@@ -324,6 +340,8 @@ class Worker:
     def record(self, ex: Exchange) -> None:
         """An exchange ended (answered, or its client gone): run its cleanup, log it."""
         self.requests += 1
+        if ex.status >= 400 and self.bans.auto is not None:
+            self.bans.refused(ex.client_ip, ex.decided_by, ex.status)
         cleanup = ex.cleanup
         if cleanup is not None:
             ex.cleanup = None

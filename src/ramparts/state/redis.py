@@ -37,6 +37,8 @@ Failure: short socket timeouts, no client retries. A call that fails raises
 ``StoreUnavailable`` and opens a back-off window (``backoff_s``) during which calls fail at
 once without touching the network; the first call after it tries again. "store unavailable"
 is logged (logger ``ramparts``) once per outage and "store recovered" when a call succeeds.
+An error answered by Redis (out of memory, a read-only replica, a key of the wrong type)
+raises ``StoreUnavailable`` too, without back-off: Redis is up but cannot serve that call.
 At most ``max_connections`` calls are in flight; a call that waits ``pool_timeout`` for one
 of them fails with ``StoreUnavailable`` too, but this process being busy is not an outage:
 no back-off, no log.
@@ -60,7 +62,7 @@ from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..clock import Clock, MonotonicClock
@@ -343,6 +345,8 @@ class RedisStore:
                     self._backoff_s,
                 )
             raise StoreUnavailable(f"redis at {self._where}: {exc}") from exc
+        except RedisError as exc:  # an answer, but an error: full, read-only, a bad key ...
+            raise StoreUnavailable(f"redis at {self._where} answered: {exc}") from exc
         finally:
             slots.release()
         if self._down_since is not None:

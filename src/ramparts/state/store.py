@@ -22,8 +22,10 @@ class StoreError(RampartsError):
 
 
 class StoreUnavailable(StoreError):
-    """The store cannot be reached (down, timing out, or in its back-off window after a
-    failure). The caller decides whether to fail open or closed."""
+    """The store cannot answer: down, timing out, in its back-off window after a failure,
+    all its connections busy, or (Redis) answering with an error (out of memory, a read-only
+    replica, a key holding something else). The caller decides whether to fail open or
+    closed."""
 
 
 class Ban(NamedTuple):

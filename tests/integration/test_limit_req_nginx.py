@@ -26,6 +26,7 @@ from ramparts.policies.ratelimit import Outcome
 from ..limitreq_schedules import (
     CONN_SCHEDULES,
     SCHEDULES,
+    ConnLimit,
     ConnSchedule,
     Observed,
     Runnable,
@@ -36,7 +37,7 @@ from ..limitreq_schedules import (
     run_schedules,
 )
 from ..peers import start_nginx
-from ..support import free_port
+from ..support import free_port, start_gateway
 
 # "limiting requests, dry run, excess: 0.750 by zone "z"" / "delaying request, excess:
 # 0.950, by zone "z"", each followed by the request line.
@@ -85,9 +86,15 @@ class _Slow(BaseHTTPRequestHandler):
         pass
 
 
+class _DeepQueue(ThreadingHTTPServer):
+    request_queue_size = 256
+
+
 @pytest.fixture(scope="module")
 def slow_backend() -> Iterator[int]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    # A listen queue deep enough for every schedule's overlapping requests at once (the
+    # default of 5 drops SYNs, and a retransmitted one arrives a second late).
+    server = _DeepQueue(("127.0.0.1", 0), _Slow)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -253,3 +260,115 @@ def test_the_differential_run(nginx_run: NginxRun) -> None:
     assert len(nginx_run.observed) == total
     for sch in (*SCHEDULES, *CONN_SCHEDULES):
         assert len(nginx_run.observed[sch.name]) == len(sch.requests)
+
+
+# -- ramparts itself, side by side with nginx -------------------------------------------------
+
+
+def _ramparts_limits(schedule: Schedule | ConnSchedule) -> tuple[list[str], list[str]]:
+    """(zone lines, location lines) of ``schedule`` in ramparts' configuration."""
+    zones, limits = [], []
+    for lim in schedule.limits:
+        key = "$http_" + lim.key_header.lower().replace("-", "_")
+        if isinstance(lim, ConnLimit):
+            zone = f"{schedule.name}_{lim.zone}"
+            zones.append(f"  {zone}: {{ key: {key} }}")
+            limits.append(f"{{ zone: {zone}, max: {lim.conn} }}")
+        else:
+            assert isinstance(schedule, Schedule)
+            zone = schedule.zone_name(lim)
+            zones.append(f"  {zone}: {{ key: {key}, rate: {lim.rate} }}")
+            mode = ", nodelay: true" if lim.nodelay else f", delay: {lim.delay}"
+            limits.append(f"{{ zone: {zone}, burst: {lim.burst}{mode} }}")
+    return zones, limits
+
+
+def ramparts_config(placed: list[tuple[Schedule | ConnSchedule, int]], backend: int) -> str:
+    req_zones: list[str] = []
+    conn_zones: list[str] = []
+    servers: list[str] = []
+    for schedule, port in placed:
+        zones, limits = _ramparts_limits(schedule)
+        conn = isinstance(schedule, ConnSchedule)
+        (conn_zones if conn else req_zones).extend(zones)
+        word = "limit_conn" if conn else "limit_req"
+        extra = f"        {word}_status: {schedule.status}\n" if schedule.status else ""
+        extra += f"        {word}_dry_run: true\n" if schedule.dry_run else ""
+        handler = (
+            f"proxy: {{ upstream: 'http://127.0.0.1:{backend}' }}"
+            if conn
+            else 'return: { status: 200, body: "ok\\n" }'
+        )
+        servers.append(
+            f"""  - listen: "127.0.0.1:{port}"
+    locations:
+      - location: /
+        {word}: [{", ".join(limits)}]
+{extra}        {handler}
+"""
+        )
+    return (
+        "workers: 1\nlog_level: warning\n"
+        + "limit_req_zones:\n"
+        + "\n".join(req_zones)
+        + "\nlimit_conn_zones:\n"
+        + "\n".join(conn_zones)
+        + "\nservers:\n"
+        + "".join(servers)
+    )
+
+
+@dataclass
+class SideBySide:
+    nginx: dict[str, list[Observed]]
+    ramparts: dict[str, list[Observed]]
+
+
+@pytest.fixture(scope="module")
+def side_by_side(tmp_path_factory: pytest.TempPathFactory, slow_backend: int) -> SideBySide:
+    """Every schedule sent at the same moments to nginx and to ramparts, configured alike."""
+    scratch = tmp_path_factory.mktemp("limit-req-both")
+    root = scratch / "www"
+    root.mkdir()
+    (root / "ok.txt").write_text("ok\n")
+    every: list[Schedule | ConnSchedule] = [*SCHEDULES, *CONN_SCHEDULES]
+    ports = _ports(2 * len(every))
+    nports, rports = ports[: len(every)], ports[len(every) :]
+    http = "access_log off;\n" + "".join(
+        s.nginx_http(p, slow_backend) if isinstance(s, ConnSchedule) else s.nginx_http(p, root)
+        for s, p in zip(every, nports, strict=True)
+    )
+    cfg = ramparts_config(list(zip(every, rports, strict=True)), slow_backend)
+    nginx = start_nginx(scratch / "nginx", http, nports)
+    gw = start_gateway(scratch, cfg, rports, name="ramparts")
+    try:
+        targets = [("127.0.0.1", p, s) for s, p in zip(every, nports, strict=True)]
+        targets += [("127.0.0.1", p, s) for s, p in zip(every, rports, strict=True)]
+        runs = run_schedules(targets)
+    finally:
+        gw.stop()
+        nginx.stop()
+    names = [s.name for s in every]
+    return SideBySide(
+        dict(zip(names, runs[: len(every)], strict=True)),
+        dict(zip(names, runs[len(every) :], strict=True)),
+    )
+
+
+@pytest.mark.parametrize(
+    "schedule", [*SCHEDULES, *CONN_SCHEDULES], ids=[s.name for s in (*SCHEDULES, *CONN_SCHEDULES)]
+)
+def test_ramparts_does_what_nginx_does(
+    side_by_side: SideBySide, schedule: Schedule | ConnSchedule
+) -> None:
+    """The same schedule, sent at the same moments to nginx and to ramparts configured the
+    same way: the same requests are passed, delayed and rejected, with the same status."""
+    ngx = side_by_side.nginx[schedule.name]
+    ours = side_by_side.ramparts[schedule.name]
+    table = "\n".join(
+        f"  {n.index:<3} nginx {n.status} {n.latency * 1000:6.1f}ms {n.outcome:<9}"
+        f" ramparts {r.status} {r.latency * 1000:6.1f}ms {r.outcome}"
+        for n, r in zip(ngx, ours, strict=True)
+    )
+    where = f"{schedule.describe()}\n{table}"
+    assert [(o.outcome, o.status) for o in ours] == [(o.outcome, o.status) for o in ngx], where

@@ -1,6 +1,6 @@
 """The example configs, served as a user would run them (ports moved to free ones): the
-quickstart in front of the demo origin, and the reverse proxy in front of an Express-like
-API (scenario 4 as far as the configuration supports it today)."""
+quickstart in front of the demo origin, the reverse proxy in front of an Express-like API
+(scenario 4), and the API gateway behind a load balancer."""
 
 from __future__ import annotations
 
@@ -109,9 +109,21 @@ def api() -> Iterator[_API]:
         server.stop()
 
 
-def _https(port: int, cafile: Path, path: str, headers: dict[str, str] | None = None) -> Response:
+def _https(
+    port: int,
+    cafile: Path,
+    path: str,
+    headers: dict[str, str] | None = None,
+    source: str | None = None,
+) -> Response:
     ctx = ssl.create_default_context(cafile=str(cafile))
-    conn = http.client.HTTPSConnection("localhost", port, context=ctx, timeout=10)
+    conn = http.client.HTTPSConnection(
+        "localhost",
+        port,
+        context=ctx,
+        timeout=10,
+        source_address=(source, 0) if source else None,
+    )
     try:
         conn.request("GET", path, headers=headers or {})
         resp = conn.getresponse()
@@ -181,7 +193,68 @@ def test_reverse_proxy_api(tmp_path: Path, examples_copy: Path, api: _API) -> No
         assert r.status == 404
         assert b"upstreams" not in r.body
 
+        # /api/ is rate limited per client: 30r/m, burst 10, nodelay. One /api/ request went
+        # through above, so 10 more pass and the next is refused with 429 and Retry-After.
+        got = [_https(tls_port, ca, "/api/n") for _ in range(11)]
+        assert [r.status for r in got] == [200] * 10 + [429]
+        assert int(got[-1].header("Retry-After") or 0) > 0
+        # another client has its own budget
+        assert _https(tls_port, ca, "/api/n", source="127.0.0.2").status == 200
+
         # The backend goes away: 502, not a hang.
         api.stop()
-        r = _https(tls_port, ca, "/api/users")
+        r = _https(tls_port, ca, "/api/users", source="127.0.0.4")  # a client within its limit
         assert r.status == 502
+
+
+def test_api_gateway(tmp_path: Path, examples_copy: Path, api: _API) -> None:
+    """examples/api-gateway.yaml behind a load balancer (here 127.0.0.1 stands in for the
+    example's 10.0.0.2): the client address from X-Forwarded-For, the private range for
+    internal paths, a per-client rate limit, hidden and added headers, a JSON log."""
+    http_port, tls_port = free_port(), free_port()
+    text = (examples_copy / "api-gateway.yaml").read_text()
+    cfg = _ported(
+        text,
+        {
+            "127.0.0.1:8080": http_port,
+            "127.0.0.1:8443": tls_port,
+            "127.0.0.1:3000": int(api.server_address[1]),
+        },
+    ).replace("$host:8443", f"$host:{tls_port}")
+    assert "from: [10.0.0.2]" in cfg
+    cfg = cfg.replace("from: [10.0.0.2]", "from: [127.0.0.1]")
+    ca = examples_copy / "certs" / "cert.pem"
+
+    def via_lb(path: str, client: str) -> Response:
+        return _https(tls_port, ca, path, {"X-Forwarded-For": client})
+
+    gateway = start_gateway(examples_copy, cfg, [http_port, tls_port], name="gw-test")
+    with running(gateway):
+        assert get(http_port, "/api/x").status == 301
+
+        r = via_lb("/api/users", "203.0.113.9")
+        assert r.status == 200
+        assert r.header("Server") is None and r.header("X-Powered-By") is None
+        assert r.header("Strict-Transport-Security") == "max-age=31536000; includeSubDomains"
+        assert r.header("X-Content-Type-Options") == "nosniff"
+        sent = {k.lower(): v for k, v in json.loads(r.body)["headers"].items()}
+        assert sent["x-real-ip"] == "203.0.113.9"  # the client, not the load balancer
+
+        # internal paths: the client's address decides, not the load balancer's
+        assert via_lb("/internal/x", "10.1.2.3").status == 200
+        assert via_lb("/metrics", "203.0.113.9").status == 403
+        assert via_lb("/health/debug", "192.168.1.1").status == 403
+        # a peer that is not the load balancer cannot claim a private address
+        spoof = _https(tls_port, ca, "/internal/x", {"X-Forwarded-For": "10.1.2.3"}, "127.0.0.3")
+        assert spoof.status == 403
+
+        # per client: 203.0.113.9 has used 1 of its 11; 10 more, then 429
+        statuses = [via_lb("/api/r", "203.0.113.9").status for _ in range(11)]
+        assert statuses == [200] * 10 + [429]
+        assert via_lb("/api/r", "203.0.113.10").status == 200
+    log = [json.loads(line) for line in gateway.output().splitlines() if line.startswith("{")]
+    refused = [r for r in log if r["status"] in (403, 429)]
+    assert {r["decided_by"] for r in refused} == {"access:public", "ratelimit:per_client"}
+    limited = [r for r in refused if r["status"] == 429]
+    assert limited[0]["client"] == "203.0.113.9"
+    assert str(limited[0]["peer"]).startswith("127.0.0.1:")

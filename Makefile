@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 SOURCES := $(shell find src -name '*.py') setup.py pyproject.toml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv run test lint typecheck unit sysdeps bench bench-proxy bench-fw docs clean pure
+.PHONY: venv run test lint typecheck unit sysdeps bench bench-proxy bench-fw bench-policies docs clean pure
 
 # The virtual environment with every dependency (runtime, tests, build). The compile step
 # type-checks against the dependencies, so they come first, with a plain-Python install.
@@ -58,12 +58,15 @@ unit: $(STAMP)
 test: $(STAMP) sysdeps lint typecheck
 	$(VENV)/bin/pytest -q
 
-bench: $(STAMP) sysdeps bench-proxy bench-fw
+bench: $(STAMP) sysdeps bench-proxy bench-policies bench-fw
 
 bench-proxy: $(STAMP) sysdeps
 	$(PY) bench/proxy.py
 
 # The compiled firewall classifier against the linear reference on ClassBench (issue 3's bar).
+bench-policies: $(STAMP) sysdeps
+	$(PY) bench/policies.py
+
 bench-fw: $(STAMP)
 	$(PY) bench/firewall.py
 

@@ -46,6 +46,7 @@ from ..policies.bans import BanTable
 from ..policies.ratelimit import Decision, LimitConn, LimitReq, Outcome
 from ..policies.realip import RealIP
 from ..state.memory import MemoryStore
+from ..state.redis import RedisStore
 from ..state.store import Store, StoreUnavailable
 from .loader import LineMap
 from .schema import AuthConfig, Config, LocationConfig, ServerConfig
@@ -320,7 +321,19 @@ def _limit_req_phase(
         keyed = [(limit, key.render(ctx).decode("latin-1")) for limit, key in checks]
         if memory is not None:
             return outcome(ctx, memory.limit_req_sync(keyed, _ms()))
-        if runtime.store is None:
+        store = runtime.store
+        if isinstance(store, RedisStore):
+            # The pipelined fast path: a future the reply resolves, no coroutine.
+            def down(exc: StoreUnavailable) -> Respond | Wait | None:
+                _note(ctx, "limit_req", "STORE_UNAVAILABLE")
+                return closed if fail_closed else None
+
+            try:
+                fut = store.limit_req_future(keyed, _ms(), lambda d: outcome(ctx, d), down)
+            except StoreUnavailable as exc:
+                return down(exc)
+            return None if fut is None else Wait(awaitable=fut)
+        if store is None:
             raise RuntimeError("no store for rate limits")
         return Wait(awaitable=shared(ctx, keyed))
 

@@ -58,7 +58,7 @@ class AccessList:
 
     def __init__(
         self,
-        rules: Iterable[tuple[str, str] | tuple[str, str, str]],
+        rules: Iterable[tuple[str, ...]],
         *,
         cache_size: int = DEFAULT_CACHE_SIZE,
     ) -> None:

@@ -55,8 +55,8 @@ import os
 import platform
 import secrets
 from collections import Counter
-from collections.abc import AsyncIterator, Sequence
-from typing import Any, Literal, cast
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Literal, TypeVar, cast
 
 from redis.asyncio import ConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -76,7 +76,10 @@ from ..policies.ratelimit import (
     LimitReq,
     Outcome,
 )
+from .resp import ReplyError, RespConnection, encode_command
 from .store import Ban, StoreUnavailable
+
+T = TypeVar("T")
 
 __all__ = ["RedisStore"]
 
@@ -253,6 +256,25 @@ def _glob_escape(text: str) -> str:
     return "".join("\\" + c if c in "*?[]\\" else c for c in text)
 
 
+def _same(x: Any) -> Any:
+    return x
+
+
+def _decision(reply: list[int], used: list[LimitReq]) -> Decision:
+    """The Decision of a limit_req script reply: ``[1]`` passed, ``[2, i, excess, delay]``
+    delayed by limit i, ``[3, i, excess, retry_after_ms]`` rejected by limit i."""
+    if reply[0] == 1:
+        return PASS
+    _, index, excess, value = reply
+    limit = used[index - 1]
+    if reply[0] == 2:
+        if limit.dry_run:
+            return Decision(Outcome.DELAYED_DRY_RUN, limit, 0, excess)
+        return Decision(Outcome.DELAYED, limit, value, excess)
+    outcome = Outcome.REJECTED_DRY_RUN if limit.dry_run else Outcome.REJECTED
+    return Decision(outcome, limit, 0, excess, value)
+
+
 class RedisStore:
     """The ``Store`` protocol on Redis. ``url``: ``redis://host:port/db`` (or ``rediss://``,
     ``unix://``). Timeouts are in seconds; ``backoff_s`` is how long calls fail at once after
@@ -287,6 +309,9 @@ class RedisStore:
         )
         self._redis = Redis(connection_pool=self._pool)
         self._where = url
+        self._url = url
+        self._socket_timeout = socket_timeout
+        self._fast: RespConnection | None = None
         self._prefix = prefix
         self._caller_time = time_source == "caller"
         self._backoff_s = backoff_s
@@ -369,6 +394,27 @@ class RedisStore:
     # -- limit_req -------------------------------------------------------------------
 
     async def limit_req(self, checks: Sequence[tuple[LimitReq, str]], now_ms: int) -> Decision:
+        result = self.limit_req_future(checks, now_ms, _same, _same)
+        if result is None:
+            return UNLIMITED
+        out = await result
+        if isinstance(out, Exception):
+            raise out
+        return cast(Decision, out)
+
+    def limit_req_future(
+        self,
+        checks: Sequence[tuple[LimitReq, str]],
+        now_ms: int,
+        convert: Callable[[Decision], T],
+        unavailable: Callable[[StoreUnavailable], T],
+    ) -> asyncio.Future[T] | None:
+        """The per-request fast path: all the limits of one request in one EVALSHA on the
+        pipelined connection, without a coroutine. The future's result is ``convert`` of
+        the decision, or ``unavailable`` of the failure; None when no limit applies (every
+        key empty). Raises StoreUnavailable at once while backing off after a failure."""
+        if self._clock.now() < self._down_until:
+            raise StoreUnavailable(f"redis at {self._where} is unavailable (backing off)")
         keys: list[str] = []
         args: list[str | int] = [now_ms if self._caller_time else ""]
         used: list[LimitReq] = []
@@ -381,18 +427,61 @@ class RedisStore:
             args += (limit.rate, limit.burst, limit.delay, limit.idle_ms + margin)
             used.append(limit)
         if not keys:
-            return UNLIMITED
-        reply = cast(list[int], await self._eval(_LIMIT_REQ, keys, args))
-        if reply[0] == 1:
-            return PASS
-        _, index, excess, value = reply
-        limit = used[index - 1]
-        if reply[0] == 2:
-            if limit.dry_run:
-                return Decision(Outcome.DELAYED_DRY_RUN, limit, 0, excess)
-            return Decision(Outcome.DELAYED, limit, value, excess)
-        outcome = Outcome.REJECTED_DRY_RUN if limit.dry_run else Outcome.REJECTED
-        return Decision(outcome, limit, 0, excess, value)
+            return None
+        cmd = encode_command(("EVALSHA", _LIMIT_REQ.sha, len(keys), *keys, *args))
+
+        def on_reply(reply: Any) -> T:
+            return convert(_decision(cast(list[int], reply), used))
+
+        def on_error(exc: Exception) -> T:
+            if isinstance(exc, ReplyError):
+                return unavailable(StoreUnavailable(f"redis at {self._where} answered: {exc}"))
+            return unavailable(StoreUnavailable(f"redis at {self._where}: {exc}"))
+
+        def as_eval() -> bytes:
+            return encode_command(("EVAL", _LIMIT_REQ.text, len(keys), *keys, *args))
+
+        return self._fast_connection().call(cmd, on_reply, on_error, as_eval)
+
+    def _fast_connection(self) -> RespConnection:
+        conn = self._fast
+        if conn is None or conn.closed:
+            conn = self._fast = RespConnection(
+                asyncio.get_running_loop(),
+                self._url,
+                timeout=self._socket_timeout,
+                setup=[("SCRIPT", "LOAD", _LIMIT_REQ.text)],
+                on_up=self._fast_up,
+                on_down=self._fast_down,
+            )
+        return conn
+
+    def _fast_reset(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
+            self._fast = None
+
+    def _fast_up(self) -> None:
+        if self._down_since is not None:
+            log.warning(
+                "store recovered: redis at %s after %.2fs",
+                self._where,
+                self._clock.now() - self._down_since,
+            )
+            self._down_since = None
+
+    def _fast_down(self, exc: Exception) -> None:
+        now = self._clock.now()
+        self._down_until = now + self._backoff_s
+        if self._down_since is None:
+            self._down_since = now
+            self._repair.update(self._held)
+            log.warning(
+                "store unavailable: redis at %s: %s (calls fail for %.2fs, then retry)",
+                self._where,
+                exc,
+                self._backoff_s,
+            )
 
     # -- limit_conn ------------------------------------------------------------------
 
@@ -533,6 +622,7 @@ class RedisStore:
     # -- lifecycle -------------------------------------------------------------------
 
     async def aclose(self) -> None:
+        self._fast_reset()
         task, self._heartbeat = self._heartbeat, None
         if task is not None:
             task.cancel()

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ramparts.http.request import parse_head
 from ramparts.pipeline.context import Context
 from ramparts.pipeline.phases import Respond
 from ramparts.policies.access import ALLOWED, AccessList, AccessRule
@@ -128,7 +129,8 @@ def test_as_a_request_phase() -> None:
         rule = acl.check(ctx.client_ip)
         return Respond(403, decided_by=acl.decided_by(rule)) if rule else None
 
-    ctx = Context(None, "198.51.100.7", 5555, "http", 0.0)  # type: ignore[arg-type]
+    req = parse_head(b"GET", b"/", "1.1", [(b"Host", b"h")])
+    ctx = Context(req, "198.51.100.7", 5555, "http", 0.0)
     assert phase(ctx) == Respond(403, decided_by="access:default-deny")
     ctx.client_ip = "192.0.2.9"
     assert phase(ctx) is None

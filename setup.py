@@ -28,6 +28,7 @@ COMPILED = [
     "src/ramparts/policies/access.py",
     "src/ramparts/policies/realip.py",
     "src/ramparts/policies/ratelimit.py",
+    "src/ramparts/policies/bans.py",
     "src/ramparts/config/policies.py",
     "src/ramparts/pipeline/template.py",
     "src/ramparts/state/memory.py",

@@ -27,6 +27,28 @@ servers:
         proxy: { upstream: app }
 """
 
+# The same with the bench's policies (bench/policies.py): real IP, access, a rate limit in
+# memory, response header rules.
+POLICIES = """
+limits: { keepalive_requests: 1000000000 }
+limit_req_zones:
+  per_client: { key: $remote_addr, rate: 1000000r/s }
+upstreams:
+  app: { servers: ["127.0.0.1:3000"], keepalive: 64, keepalive_requests: 1000000000 }
+servers:
+  - listen: "127.0.0.1:8082"
+    real_ip: { from: [127.0.0.1], header: X-Forwarded-For, recursive: true }
+    access: [{ allow: 127.0.0.0/8 }, { deny: all }]
+    headers:
+      response:
+        hide: [Server, X-Powered-By]
+        set: { X-Content-Type-Options: nosniff, X-Frame-Options: DENY }
+    locations:
+      - location: /
+        limit_req: [{ zone: per_client, burst: 100000, nodelay: true }]
+        proxy: { upstream: app }
+"""
+
 REQUEST = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:8082\r\n\r\n"
 RESPONSE = (
     b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\nContent-Type: text/plain\r\n\r\nHello, world\n"
@@ -65,9 +87,10 @@ def main() -> None:
     ap.add_argument("-n", type=int, default=200_000)
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--gc", choices=["default", "tuned", "off"], default="tuned")
+    ap.add_argument("--policies", action="store_true", help="with the policy phases on")
     args = ap.parse_args()
     tmp = Path("/tmp/ramparts-micro.yaml")
-    tmp.write_text(CONFIG)
+    tmp.write_text(POLICIES if args.policies else CONFIG)
     import uvloop
 
     loop = uvloop.new_event_loop()

@@ -261,6 +261,26 @@ def _auth_engine(cfg: AuthConfig, base: Path) -> RequireHeader | JwtAuth | Basic
 # -- rate and connection limits ---------------------------------------------------------------
 
 
+KeyOf = Callable[[Context], str]
+
+
+def _client_ip(ctx: Context) -> str:
+    return ctx.client_ip
+
+
+def key_of(source: str) -> KeyOf:
+    """A limit's key from its template: the client address itself (the usual key, and the
+    hot path), else the rendered template as text."""
+    if source.strip() in ("$remote_addr", "$binary_remote_addr", "${remote_addr}"):
+        return _client_ip
+    template = Template(source)
+
+    def render(ctx: Context) -> str:
+        return template.render(ctx).decode("latin-1")
+
+    return render
+
+
 def _ms() -> int:
     return int(time.monotonic() * 1000)
 
@@ -285,7 +305,7 @@ def _store_down(layer: str) -> Respond:
 
 
 def _limit_req_phase(
-    checks: list[tuple[LimitReq, Template]], runtime: PolicyRuntime, fail_closed: bool
+    checks: list[tuple[LimitReq, KeyOf]], runtime: PolicyRuntime, fail_closed: bool
 ) -> RequestPhase:
     single = checks[0] if len(checks) == 1 else None
     closed = _store_down("ratelimit:store-unavailable")
@@ -315,10 +335,8 @@ def _limit_req_phase(
         memory = runtime.memory
         if memory is not None and single is not None:
             limit, key = single
-            return outcome(
-                ctx, memory.limit_req_one(limit, key.render(ctx).decode("latin-1"), _ms())
-            )
-        keyed = [(limit, key.render(ctx).decode("latin-1")) for limit, key in checks]
+            return outcome(ctx, memory.limit_req_one(limit, key(ctx), _ms()))
+        keyed = [(limit, key(ctx)) for limit, key in checks]
         if memory is not None:
             return outcome(ctx, memory.limit_req_sync(keyed, _ms()))
         store = runtime.store
@@ -341,7 +359,7 @@ def _limit_req_phase(
 
 
 def _limit_conn_phase(
-    checks: list[tuple[LimitConn, Template]], runtime: PolicyRuntime, fail_closed: bool
+    checks: list[tuple[LimitConn, KeyOf]], runtime: PolicyRuntime, fail_closed: bool
 ) -> RequestPhase:
     closed = _store_down("limitconn:store-unavailable")
 
@@ -379,7 +397,7 @@ def _limit_conn_phase(
         return outcome(ctx, d, keyed)
 
     def limit_conn(ctx: Context) -> Respond | Wait | None:
-        keyed = [(limit, key.render(ctx).decode("latin-1")) for limit, key in checks]
+        keyed = [(limit, key(ctx)) for limit, key in checks]
         memory = runtime.memory
         if memory is not None:
             return outcome(ctx, memory.conn_acquire_sync(keyed), keyed)
@@ -407,7 +425,7 @@ def _limits(
     if conns:
         status = inherited(server, location, "limit_conn_status") or 503
         dry = bool(inherited(server, location, "limit_conn_dry_run"))
-        cchecks: list[tuple[LimitConn, Template]] = []
+        cchecks: list[tuple[LimitConn, KeyOf]] = []
         closed = False
         for c in conns:
             zone = config.limit_conn_zones.get(c.zone)
@@ -416,7 +434,7 @@ def _limits(
                 raise fail("limit_conn", ValueError(f"unknown zone {c.zone!r} (known: {known})"))
             try:
                 cchecks.append(
-                    (LimitConn(c.zone, c.max, status=status, dry_run=dry), Template(zone.key))
+                    (LimitConn(c.zone, c.max, status=status, dry_run=dry), key_of(zone.key))
                 )
             except ValueError as exc:
                 raise fail("limit_conn", exc) from None
@@ -426,7 +444,7 @@ def _limits(
     if reqs:
         status = inherited(server, location, "limit_req_status") or 503
         dry = bool(inherited(server, location, "limit_req_dry_run"))
-        rchecks: list[tuple[LimitReq, Template]] = []
+        rchecks: list[tuple[LimitReq, KeyOf]] = []
         closed = False
         for r in reqs:
             rzone = config.limit_req_zones.get(r.zone)
@@ -443,7 +461,7 @@ def _limits(
                     status=status,
                     dry_run=dry,
                 )
-                rchecks.append((limit, Template(rzone.key)))
+                rchecks.append((limit, key_of(rzone.key)))
             except ValueError as exc:
                 raise fail("limit_req", exc) from None
             closed = closed or rzone.on_store_error == "closed"

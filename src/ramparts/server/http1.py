@@ -25,6 +25,7 @@ from ..http.request import Request, parse_head
 from ..http.status import reason, status_line
 from ..pipeline.context import Context
 from ..pipeline.phases import Respond, Wait
+from ..policies.headers import HeaderEdit
 from .static import serve_static
 from .timer import Deadline
 
@@ -1011,10 +1012,16 @@ class Exchange(Context):
         length: bytes | None = None
         chunked = False
         parts = [_STATUS_LINES.get(status) or status_line(status)]
-        if loc is None or not loc.chain.response:
-            # Fast path: one pass straight into the output.
+        phases = loc.chain.response if loc is not None else ()
+        edit = phases[0] if len(phases) == 1 else None
+        if type(edit) is not HeaderEdit:
+            edit = None
+        if not phases or edit is not None:
+            # Fast path: one pass straight into the output (header rules folded into the
+            # table: a removed field is skipped like a hop-by-hop one).
+            table = _RESP_SPECIAL if edit is None else edit.table(_RESP_SPECIAL, _R_HOP)
             for name, value in headers:
-                kind = _RESP_SPECIAL.get(name.lower())
+                kind = table.get(name.lower())
                 if kind is None:
                     parts += (name, b": ", value, b"\r\n")
                 elif kind == _R_LENGTH:
@@ -1023,7 +1030,10 @@ class Exchange(Context):
                     chunked = True
                 elif kind == _R_CONNECTION:
                     parts = self._filtered_head(status, headers)
+                    edit = None
                     break
+            if edit is not None:
+                parts.append(edit.tail)
         else:
             parts = self._filtered_head(status, headers)
         if length is None or chunked:

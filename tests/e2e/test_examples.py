@@ -242,7 +242,11 @@ def test_api_gateway(tmp_path: Path, examples_copy: Path, api: _API) -> None:
 
         # internal paths: the client's address decides, not the load balancer's
         assert via_lb("/internal/x", "10.1.2.3").status == 200
-        assert via_lb("/metrics", "203.0.113.9").status == 403
+        denied = via_lb("/metrics", "203.0.113.9")
+        assert denied.status == 403
+        # the header rules hold for the gateway's own answers: no Server, HSTS kept
+        assert denied.header("Server") is None
+        assert denied.header("Strict-Transport-Security")
         assert via_lb("/health/debug", "192.168.1.1").status == 403
         # a peer that is not the load balancer cannot claim a private address
         spoof = _https(tls_port, ca, "/internal/x", {"X-Forwarded-For": "10.1.2.3"}, "127.0.0.3")

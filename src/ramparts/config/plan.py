@@ -113,6 +113,7 @@ class LocationPlan:
     chain: Chain
     request_headers: HeaderEdit
     max_body_size: int
+    hide_server: bool = False  # the response rules remove Server: the gateway's own too
 
 
 @dataclass(frozen=True, slots=True)
@@ -403,6 +404,7 @@ def _location(
         chain=Chain(request=(), response=response),
         request_headers=req_edit,
         max_body_size=limits.max_body_size if max_body is None else max_body,
+        hide_server=resp_edit.drops(b"server"),
     )
 
 

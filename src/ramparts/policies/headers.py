@@ -33,6 +33,10 @@ class HeaderEdit:
         self._table: dict[bytes, int] | None = None
         self.tail = b""
 
+    def drops(self, name: bytes) -> bool:
+        """Whether the field ``name`` (lower-case) is removed."""
+        return name in self._drop
+
     def table(self, base: dict[bytes, int], drop_kind: int) -> dict[bytes, int]:
         """For the response fast path: ``base`` (lower-case name -> kind) with the names
         this edit removes added as ``drop_kind`` (entries of ``base`` win), built once;

@@ -803,13 +803,20 @@ class Exchange(Context):
             self.conn.unpause(_PAUSE_BODY)
         if r.decided_by and not self.decided_by:
             self.decided_by = r.decided_by
+        loc = self.loc
+        headers: tuple[tuple[bytes, bytes], ...] | Headers = r.headers
+        if loc is not None and loc.chain.response:
+            # the location's header rules hold for the gateway's own answers too
+            headers = list(r.headers)
+            loc.chain.run_response(self, r.status, headers)
         data = worker.local_response(
             r.status,
-            r.headers,
+            headers,
             r.body,
             keep_alive=self.keep_alive,
             head=self.request.method == b"HEAD",
             version10=self.request.version == "1.0",
+            server=loc is None or not loc.hide_server,
         )
         self.status = r.status
         self.bytes_sent = len(data)
@@ -844,6 +851,7 @@ class Exchange(Context):
             length,
             keep_alive=self.keep_alive and not self.conn.closing,
             version10=self.request.version == "1.0",
+            server=loc is None or not loc.hide_server,
         )
         self.status = status
         self.resp_started = True

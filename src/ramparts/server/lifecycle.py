@@ -34,6 +34,17 @@ def _install_uvloop() -> None:
 
 def run(path: str | Path, plan: Plan) -> int:
     """Serve ``plan`` (loaded from ``path``) until told to stop; returns the exit code."""
+    cfg = plan.config
+    if (
+        cfg.workers > 1
+        and cfg.store.backend == "memory"
+        and (cfg.limit_req_zones or cfg.limit_conn_zones or cfg.bans)
+    ):
+        log.warning(
+            "limits and automatic bans are counted per worker with the memory store (%d "
+            "workers: each allows the full rate); use store: {backend: redis} to share them",
+            cfg.workers,
+        )
     if plan.config.workers <= 1:
         return run_worker(path, plan)
     return _Master(path, plan).run()

@@ -375,8 +375,16 @@ class Worker:
         *,
         keep_alive: bool,
         version10: bool,
+        server: bool = True,
     ) -> bytes:
-        parts = [status_line(status), self.date(), _SERVER]
+        parts = (
+            [status_line(status), self.date(), _SERVER]
+            if server
+            else [
+                status_line(status),
+                self.date(),
+            ]
+        )
         for name, value in headers:
             parts += (name, b": ", value, b"\r\n")
         if length is not None:
@@ -391,12 +399,13 @@ class Worker:
     def local_response(
         self,
         status: int,
-        headers: tuple[tuple[bytes, bytes], ...],
+        headers: tuple[tuple[bytes, bytes], ...] | Headers,
         body: bytes,
         *,
         keep_alive: bool,
         head: bool,
         version10: bool,
+        server: bool = True,
     ) -> bytes:
         hdrs: Headers = list(headers)
         if not body and status >= 400:
@@ -411,6 +420,7 @@ class Worker:
             None if no_body else len(body),
             keep_alive=keep_alive,
             version10=version10,
+            server=server,
         )
         if head or no_body:
             return data

@@ -44,6 +44,8 @@ __all__ = [
     "StoreConfig",
     "TLSConfig",
     "UpstreamConfig",
+    "WafConfig",
+    "WafExclusionConfig",
 ]
 
 _HEADER_NAME = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
@@ -407,6 +409,56 @@ class AuthConfig(_Model):
         return self
 
 
+class WafExclusionConfig(_Model):
+    """Leave rules out: by id (or an id range '942100-942199'), by tag, or only a target
+    of a rule ('ARGS:password' with id); optionally only under a path prefix."""
+
+    id: int | str | None = None
+    tag: str | None = None
+    target: str | None = Field(None, description="With id: remove this target, e.g. ARGS:q")
+    path: str | None = Field(None, description="Only for request paths under this prefix.")
+
+    @model_validator(mode="after")
+    def _what(self) -> WafExclusionConfig:
+        if (self.id is None) == (self.tag is None):
+            raise ValueError("an exclusion names exactly one of id or tag")
+        if self.target is not None and self.id is None:
+            raise ValueError("a target exclusion needs the rule id")
+        if isinstance(self.id, str) and not re.fullmatch(r"\d+(-\d+)?", self.id.strip()):
+            raise ValueError(f"not a rule id or id range: {self.id!r}")
+        if self.path is not None and not self.path.startswith("/"):
+            raise ValueError("path is a request path prefix starting with /")
+        return self
+
+
+class WafConfig(_Model):
+    """The web application firewall: the OWASP Core Rule Set through ModSecurity."""
+
+    mode: Literal["on", "off", "detection_only"] = Field(
+        "on", description="on: block; detection_only: log what would be blocked; off."
+    )
+    paranoia: int = Field(1, ge=1, le=4, description="CRS paranoia level.")
+    inbound_threshold: int = Field(5, ge=1, description="Inbound anomaly score that blocks.")
+    outbound_threshold: int = Field(4, ge=1, description="Outbound anomaly score that blocks.")
+    crs: Path = Field(
+        Path("/usr/share/modsecurity-crs"),
+        description="The Core Rule Set directory (3.x or 4.x; Debian's modsecurity-crs).",
+    )
+    exclude: list[WafExclusionConfig] = Field(default_factory=list)
+    rules: list[str] = Field(default_factory=list, description="Extra rules, inline.")
+    rules_files: list[Path] = Field(default_factory=list, description="Extra rule files.")
+    body_limit: Size = Field(1024 * 1024, ge=1, description="Request body bytes inspected.")
+    over_limit: Literal["reject", "inspect_partial"] = Field(
+        "reject", description="A larger body: 413, or inspect its first body_limit bytes."
+    )
+    response_body: bool = Field(False, description="Inspect response bodies too.")
+    response_body_limit: Size = Field(512 * 1024, ge=1)
+    status: int = Field(403, ge=400, le=599, description="The status of a blocked request.")
+    audit_log: Path | None = Field(
+        None, description="JSON lines: every blocked transaction in full."
+    )
+
+
 class _Policies(_Model):
     """Traffic policies, set on a server (for all its locations) or a location. A location
     inherits each from its server unless it sets its own (as nginx's directives do)."""
@@ -423,6 +475,9 @@ class _Policies(_Model):
     limit_conn_dry_run: bool | None = None
     auth: AuthConfig | Literal[False] | None = Field(
         None, description="An auth method, or false to turn off an inherited one."
+    )
+    waf: WafConfig | Literal[False] | None = Field(
+        None, description="The WAF, or false to turn off an inherited one."
     )
 
 

@@ -3,7 +3,7 @@ which server and location it was routed to, and what the log will say about it."
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -65,3 +65,9 @@ class Context:
         self.vars: dict[str, Any] | None = None
         self.resume_at = 0
         self.cleanup: list[Callable[[], None]] | None = None
+
+    def read_body(self, limit: int) -> bytes | Awaitable[bytes]:
+        """The request body for a phase that inspects it (the whole body, or at least its
+        first ``limit`` bytes): bytes when already there, else something to await. The
+        shell's exchange provides it; a bare context has no body to read."""
+        raise NotImplementedError("this context has no request body to read")

@@ -531,6 +531,8 @@ class Exchange(Context):
         "_body_buf",
         "_body_buffered",
         "_body_framing",
+        "_body_waiter",
+        "_continued",
         "_head_cache",
         "_out",
         "_replay",
@@ -575,6 +577,8 @@ class Exchange(Context):
         self.cleanup = None
         # exchange state
         self.waiting: asyncio.Future[Respond | Wait | None] | asyncio.TimerHandle | None = None
+        self._body_waiter: tuple[asyncio.Future[bytes], int] | None = None
+        self._continued = False
         self.conn = conn
         self.keep_alive = req.keep_alive
         self.body_complete = not (req.chunked or req.content_length)
@@ -738,11 +742,40 @@ class Exchange(Context):
             self._body_buf = buf = []
         buf.append(data)
         self._body_buffered += len(data)
+        waiter = self._body_waiter
+        if waiter is not None:
+            if self._body_buffered >= waiter[1]:
+                self._body_ready()
+            return  # a phase reads the body: keep reading up to its limit
         if self._body_buffered > _BODY_BUFFER and self.conn.current is self:
             self.conn.pause(_PAUSE_BODY)
 
+    def read_body(self, limit: int) -> bytes | asyncio.Future[bytes]:
+        """The request body for a phase that inspects it: the whole body once complete,
+        or its first ``limit`` bytes and more once that many have arrived (a future when
+        it has to be waited for). The body stays buffered for the upstream."""
+        if self.body_complete or self._body_buffered >= limit:
+            return b"".join(self._body_buf or ())
+        fut: asyncio.Future[bytes] = self.conn.worker.loop.create_future()
+        self._body_waiter = (fut, limit)
+        self.conn.unpause(_PAUSE_BODY)
+        if self.request.expect_continue and self.body_received == 0:
+            self._continued = True
+            self.write(_CONTINUE)
+        return fut
+
+    def _body_ready(self) -> None:
+        waiter = self._body_waiter
+        self._body_waiter = None
+        if waiter is not None and not waiter[0].done():
+            waiter[0].set_result(b"".join(self._body_buf or ()))
+        if self._body_buffered > _BODY_BUFFER and not self.body_complete:
+            self.conn.pause(_PAUSE_BODY)  # the rest waits for the upstream
+
     def body_end(self) -> None:
         self.body_complete = True
+        if self._body_waiter is not None:
+            self._body_ready()
         if self.streaming and self.upstream is not None:
             if self._body_framing == _CHUNKED:
                 out = self._up_out
@@ -955,7 +988,12 @@ class Exchange(Context):
         conn.start(
             self, head, route.read_timeout, self.request.method == b"HEAD", route.send_timeout
         )
-        if self.request.expect_continue and not self.body_complete and self.body_received == 0:
+        if (
+            self.request.expect_continue
+            and not self.body_complete
+            and self.body_received == 0
+            and not self._continued
+        ):
             self.write(_CONTINUE)
 
     def _build_head(self, route: ProxyRoute, peer_label: str) -> bytes:

@@ -509,6 +509,8 @@ def policy_phases(
         except ValueError as exc:
             raise fail("access", exc) from None
     phases.extend(_limits(config, server, location, runtime, fail))
+    if inherited(server, location, "waf"):
+        raise fail("waf", ValueError("the WAF is not wired into the gateway yet"))
     auth = inherited(server, location, "auth")
     if auth:
         try:

@@ -36,6 +36,8 @@ sysdeps:
 	command -v curl >/dev/null || missing="$$missing curl"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	[ -d /usr/share/modsecurity-crs/rules ] || missing="$$missing modsecurity-crs"; \
+	[ -e /usr/lib/nginx/modules/ngx_http_modsecurity_module.so ] || \
+		missing="$$missing libnginx-mod-http-modsecurity"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \

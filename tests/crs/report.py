@@ -63,14 +63,22 @@ def format_report(report: Report, out: TextIO) -> None:
 
 
 @contextmanager
-def _nginx_target(scratch: Path | None) -> Iterator[Target]:
+def _target(kind: str, scratch: Path | None) -> Iterator[Target]:
     from .nginx import crs_nginx
+    from .ramparts import crs_ramparts
 
+    start = crs_ramparts if kind == "ramparts" else crs_nginx
     if scratch is not None:
-        with crs_nginx(scratch) as target:
+        with start(scratch) as target:
             yield target
         return
-    with tempfile.TemporaryDirectory(prefix="crs-nginx-") as tmp, crs_nginx(Path(tmp)) as target:
+    with tempfile.TemporaryDirectory(prefix=f"crs-{kind}-") as tmp, start(Path(tmp)) as target:
+        yield target
+
+
+@contextmanager
+def _nginx_target(scratch: Path | None) -> Iterator[Target]:
+    with _target("nginx", scratch) as target:
         yield target
 
 
@@ -93,7 +101,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--port", type=int, help="a running target on 127.0.0.1:PORT")
     ap.add_argument("--jsonl", type=Path, help="its JSON-lines access log (with --port)")
     ap.add_argument("--rules-field", default="waf_rules", help="field listing the rule ids")
-    ap.add_argument("--scratch", type=Path, help="keep nginx's files here")
+    ap.add_argument(
+        "--target",
+        choices=["ramparts", "nginx"],
+        default="ramparts",
+        help="the gateway to start and run the suite against (without --port)",
+    )
+    ap.add_argument("--scratch", type=Path, help="keep the target's files here")
     ap.add_argument("--timeout", type=float, default=2.0, help="seconds per wait")
     ap.add_argument("-v", "--verbose", action="store_true", help="one line per test")
     args = ap.parse_args(argv)
@@ -110,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         target = Target(port=args.port, log=log, name=f"127.0.0.1:{args.port}")
         report = Runner(target, args.timeout, args.timeout).run(tests, progress)
     else:
-        with _nginx_target(args.scratch) as target:
+        with _target(args.target, args.scratch) as target:
             report = Runner(target, args.timeout, args.timeout).run(tests, progress)
     format_report(report, sys.stdout)
     return 0 if report.failed == 0 else 1

@@ -16,7 +16,7 @@ from ..pipeline.router import HostRouter, LocationMatcher, parse_location
 from ..pipeline.template import Template
 from ..policies.headers import HeaderEdit
 from .loader import LineMap, load_yaml, read_file, validate
-from .policies import PolicyRuntime, policy_phases
+from .policies import PolicyRuntime, policy_phases, waf_response_phases
 from .schema import (
     AccessLogConfig,
     Config,
@@ -296,8 +296,10 @@ def _server(
             raise lines.error((*lloc, "location"), f"bad location: {exc}") from None
         plan = _location(location, server_req, server_resp, limits, upstreams, lines, lloc, base)
         phases = policy_phases(config, server, location, runtime, lines, loc, lloc, base)
-        if phases:
-            plan = replace(plan, chain=Chain(request=phases, response=plan.chain.response))
+        after = waf_response_phases(server, location)
+        if phases or after:
+            chain = Chain(request=phases, response=after + plan.chain.response)
+            plan = replace(plan, chain=chain)
         entries.append((kind, pattern, nocase, plan))
     try:
         matcher = LocationMatcher(entries)

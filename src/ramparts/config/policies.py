@@ -13,6 +13,7 @@ plan's ``PolicyRuntime``, which each worker fills in after it has started.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -25,7 +26,7 @@ from ..errors import ConfigError
 from ..http.headers import Headers
 from ..http.status import reason
 from ..pipeline.context import Context
-from ..pipeline.phases import RequestPhase, Respond, Wait
+from ..pipeline.phases import RequestPhase, Respond, ResponsePhase, Wait
 from ..pipeline.template import Template
 from ..policies.access import AccessList
 from ..policies.auth import (
@@ -45,11 +46,28 @@ from ..policies.auth import (
 from ..policies.bans import BanTable
 from ..policies.ratelimit import Decision, LimitConn, LimitReq, Outcome
 from ..policies.realip import RealIP
+from ..policies.waf import (
+    Connection,
+    Exclusion,
+    ModSecurityEngine,
+    ModSecurityTransaction,
+    OverLimit,
+    RequestBodyInspection,
+    ResponseBodyInspection,
+    WafEngine,
+    WafMode,
+    WafPolicy,
+    WafTransaction,
+    inspect_request,
+    inspect_response,
+    parse_rule_ids,
+)
+from ..policies.waf import Outcome as WafOutcome
 from ..state.memory import MemoryStore
 from ..state.redis import RedisStore
 from ..state.store import Store, StoreUnavailable
 from .loader import LineMap
-from .schema import AuthConfig, Config, LocationConfig, ServerConfig
+from .schema import AuthConfig, Config, LocationConfig, ServerConfig, WafConfig
 
 __all__ = ["PolicyRuntime", "inherited", "policy_phases"]
 
@@ -79,6 +97,16 @@ class PolicyRuntime:
         # The bans in force (the worker's copy): checked again on the client address the
         # real-IP phase found, since the connection phase saw only the proxy in front.
         self.bans: BanTable | None = None
+        # one WAF engine per distinct policy of the plan (loading the CRS takes ~40 ms)
+        self._waf: dict[WafPolicy, ModSecurityEngine] = {}
+
+    def waf_engine(self, cfg: WafConfig, base: Path) -> ModSecurityEngine:
+        """The engine for a location's WAF settings, shared by equal settings."""
+        policy = _waf_policy(cfg, base)
+        engine = self._waf.get(policy)
+        if engine is None:
+            engine = self._waf[policy] = ModSecurityEngine(policy)
+        return engine
 
     def attach(
         self, loop: Any, pool: Executor, store: Store | None = None, bans: BanTable | None = None
@@ -469,6 +497,131 @@ def _limits(
     return phases
 
 
+# -- the WAF ---------------------------------------------------------------------------------
+
+
+def _waf_policy(cfg: WafConfig, base: Path) -> WafPolicy:
+    mode = {"on": WafMode.ON, "detection_only": WafMode.DETECTION_ONLY}[cfg.mode]
+    exclusions = tuple(
+        Exclusion(
+            rule_id=None if e.id is None else parse_rule_ids(str(e.id)),
+            tag=e.tag,
+            target=e.target,
+            path_prefix=e.path,
+        )
+        for e in cfg.exclude
+    )
+    rules: tuple[str | Path, ...] = (*cfg.rules, *(_path(base, f) for f in cfg.rules_files))
+    return WafPolicy(
+        mode=mode,
+        paranoia_level=cfg.paranoia,
+        inbound_threshold=cfg.inbound_threshold,
+        outbound_threshold=cfg.outbound_threshold,
+        block_status=cfg.status,
+        crs=_path(base, cfg.crs),
+        exclusions=exclusions,
+        rules_before_crs=tuple(cfg.rules_before_crs),
+        rules=rules,
+        request_body=RequestBodyInspection(
+            limit=cfg.body_limit,
+            over_limit=OverLimit.REJECT
+            if cfg.over_limit == "reject"
+            else OverLimit.INSPECT_PARTIAL,
+        ),
+        response_body=ResponseBodyInspection(
+            enabled=cfg.response_body, limit=cfg.response_body_limit
+        ),
+    )
+
+
+def _audit_log(cfg: WafConfig, base: Path) -> Path | None:
+    return None if cfg.audit_log is None else _path(base, cfg.audit_log)
+
+
+def _waf_finish(ctx: Context, txn: WafTransaction, audit: Path | None) -> Callable[[], None]:
+    def finish() -> None:
+        outcome = txn.finish()
+        if not outcome.matches:
+            return
+        if ctx.vars is None:
+            ctx.vars = {}
+        ctx.vars["waf_rules"] = list(outcome.rule_ids)
+        ctx.vars["waf_score"] = outcome.inbound_score
+        ctx.vars["waf_messages"] = outcome.messages[:20]
+        if outcome.blocked and audit is not None:
+            _write_audit(audit, ctx, outcome)
+
+    return finish
+
+
+def _write_audit(path: Path, ctx: Context, outcome: WafOutcome) -> None:
+    req = ctx.request
+    record = {
+        "time": time.time(),
+        "client": ctx.client_ip,
+        "peer": f"{ctx.peer_ip}:{ctx.peer_port}",
+        "method": req.method.decode("latin-1"),
+        "target": req.target.decode("latin-1"),
+        "headers": [[n.decode("latin-1"), v.decode("latin-1")] for n, v in req.headers],
+        "status": outcome.verdict.status,
+        "decided_by": outcome.verdict.decided_by,
+        "inbound_score": outcome.inbound_score,
+        "outbound_score": outcome.outbound_score,
+        "matches": [
+            {"id": m.rule_id, "message": m.message, "data": m.data, "severity": m.severity}
+            for m in outcome.matches
+        ],
+    }
+    try:
+        with path.open("a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    except OSError as exc:
+        log.error("cannot write the WAF audit log %s: %s", path, exc)
+
+
+def _waf_phase(engine: WafEngine, audit: Path | None) -> RequestPhase:
+    limit = engine.request_body_limit + 1
+
+    def inspect(ctx: Context, txn: WafTransaction, body: bytes) -> Respond | None:
+        req = ctx.request
+        conn = Connection(ctx.client_ip, ctx.peer_port, ctx.local[0], ctx.local[1])
+        verdict = inspect_request(txn, conn, req.method, req.target, req.version, req.headers, body)
+        return verdict.respond() if verdict.blocked else None
+
+    async def later(
+        ctx: Context, txn: WafTransaction, body: Awaitable[bytes]
+    ) -> Respond | Wait | None:
+        return inspect(ctx, txn, await body)
+
+    def waf(ctx: Context) -> Respond | Wait | None:
+        txn = engine.transaction()
+        ctx.scratch = txn
+        if ctx.cleanup is None:
+            ctx.cleanup = []
+        ctx.cleanup.append(_waf_finish(ctx, txn, audit))
+        req = ctx.request
+        if req.chunked or req.content_length:
+            if not req.chunked:
+                verdict = txn.declare_request_body(req.content_length)
+                if verdict.blocked:
+                    return verdict.respond()
+            body = ctx.read_body(limit)
+            if not isinstance(body, bytes):
+                return Wait(awaitable=later(ctx, txn, body))
+            return inspect(ctx, txn, body)
+        return inspect(ctx, txn, b"")
+
+    return waf
+
+
+def _waf_response(ctx: Context, status: int, headers: Headers) -> None:
+    """The response head through the transaction's outbound rules (logged; a response
+    is not replaced once its upstream has answered)."""
+    txn = ctx.scratch
+    if isinstance(txn, ModSecurityTransaction):
+        inspect_response(txn, status, "1.1", headers, None)
+
+
 # -- the chain ---------------------------------------------------------------------------------
 
 
@@ -509,8 +662,6 @@ def policy_phases(
         except ValueError as exc:
             raise fail("access", exc) from None
     phases.extend(_limits(config, server, location, runtime, fail))
-    if inherited(server, location, "waf"):
-        raise fail("waf", ValueError("the WAF is not wired into the gateway yet"))
     auth = inherited(server, location, "auth")
     if auth:
         try:
@@ -521,4 +672,19 @@ def policy_phases(
             phases.append(_forward_phase(engine, runtime))
         else:
             phases.append(_auth_phase(engine, runtime))
+    waf = inherited(server, location, "waf")
+    if waf and waf.mode != "off":
+        try:
+            waf_engine = runtime.waf_engine(waf, base)
+        except (ValueError, ConfigError) as exc:
+            raise fail("waf", exc) from None
+        phases.append(_waf_phase(waf_engine, _audit_log(waf, base)))
     return tuple(phases)
+
+
+def waf_response_phases(
+    server: ServerConfig, location: LocationConfig
+) -> tuple[ResponsePhase, ...]:
+    """The WAF's look at the response head (its outbound rules), when the WAF is on."""
+    waf = inherited(server, location, "waf")
+    return (_waf_response,) if waf and waf.mode != "off" else ()

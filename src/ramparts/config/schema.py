@@ -445,6 +445,10 @@ class WafConfig(_Model):
         description="The Core Rule Set directory (3.x or 4.x; Debian's modsecurity-crs).",
     )
     exclude: list[WafExclusionConfig] = Field(default_factory=list)
+    rules_before_crs: list[str] = Field(
+        default_factory=list,
+        description="Rules loaded before the CRS (e.g. a SecAction setting a tx variable).",
+    )
     rules: list[str] = Field(default_factory=list, description="Extra rules, inline.")
     rules_files: list[Path] = Field(default_factory=list, description="Extra rule files.")
     body_limit: Size = Field(1024 * 1024, ge=1, description="Request body bytes inspected.")

@@ -89,7 +89,7 @@ def format_record(ctx: Context, wall: float, request_time: float) -> str:
 
 def _extra(fields: dict[str, object]) -> str:
     """What the policies noted (``user``, ``limit_req`` ...) as more top-level fields."""
-    return "".join(',"%s":%s' % (k, json.dumps(v, ensure_ascii=False)) for k, v in fields.items())
+    return "".join(',"%s":%s' % (k, json.dumps(v)) for k, v in fields.items())
 
 
 def format_refusal(peer_ip: str, peer_port: int, status: int, reason: str, wall: float) -> str:

@@ -26,12 +26,14 @@ class Context:
         "cleanup",
         "client_ip",
         "decided_by",
+        "local",
         "location",
         "peer_ip",
         "peer_port",
         "request",
         "resume_at",
         "scheme",
+        "scratch",
         "server",
         "started",
         "status",
@@ -65,6 +67,9 @@ class Context:
         self.vars: dict[str, Any] | None = None
         self.resume_at = 0
         self.cleanup: list[Callable[[], None]] | None = None
+        # the address the client connected to; a phase's own per-request state
+        self.local: tuple[str, int] = ("", 0)
+        self.scratch: Any = None
 
     def read_body(self, limit: int) -> bytes | Awaitable[bytes]:
         """The request body for a phase that inspects it (the whole body, or at least its

@@ -575,6 +575,8 @@ class Exchange(Context):
         self.vars = None
         self.resume_at = 0
         self.cleanup = None
+        self.local = conn.key
+        self.scratch = None
         # exchange state
         self.waiting: asyncio.Future[Respond | Wait | None] | asyncio.TimerHandle | None = None
         self._body_waiter: tuple[asyncio.Future[bytes], int] | None = None

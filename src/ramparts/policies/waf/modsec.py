@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
+import itertools
 import logging
 import re
 import threading
@@ -202,8 +203,51 @@ def _uses_geo(path: Path) -> bool:
 # -- stderr ------------------------------------------------------------------------------
 
 
+# The server-log lines of open transactions, by unique id: the fallback text for a rule
+# message the binding cannot hand over (it decodes as strict UTF-8, and a message expanded
+# from a request's raw bytes is not always UTF-8; the log line escapes them). Taken at
+# ``finish``; bounded in case a transaction is never finished.
+_LINES: dict[str, list[str]] = {}
+_LINES_MAX = 10_000
+_UNIQUE_ID = re.compile(r'\[unique_id "([^"]*)"\]')
+_LINE_ID = re.compile(r'\[id "(\d+)"\]')
+_LINE_FIELD = re.compile(r'\[(msg|data|severity) "((?:[^"\\]|\\.)*)"\]')
+_TXN_IDS = itertools.count(1)
+
+
 def _discard_log(line: str) -> None:
-    """The server-log callback: ModSecurity prints each line to stderr without one."""
+    """The server-log callback (without one, ModSecurity prints each line to stderr):
+    kept per transaction, for ``_matches_from_lines``."""
+    m = _UNIQUE_ID.search(line)
+    if m is None:
+        return
+    lines = _LINES.get(m.group(1))
+    if lines is None:
+        if len(_LINES) >= _LINES_MAX:
+            _LINES.pop(next(iter(_LINES)))
+        lines = _LINES[m.group(1)] = []
+    lines.append(line)
+
+
+def _matches_from_lines(lines: list[str]) -> list[RuleMatch]:
+    out: list[RuleMatch] = []
+    for line in lines:
+        m = _LINE_ID.search(line)
+        if m is None:
+            continue
+        fields = dict(_LINE_FIELD.findall(line))
+        sev = fields.get("severity", "0")
+        out.append(
+            RuleMatch(
+                rule_id=int(m.group(1)),
+                message=fields.get("msg", ""),
+                data=fields.get("data", ""),
+                severity=int(sev) if sev.isdigit() else 0,
+                phase=0,
+                tags=(),
+            )
+        )
+    return out
 
 
 _XML_ERROR_HANDLER = ctypes.CFUNCTYPE(None, ctypes.c_void_p, ctypes.c_void_p)
@@ -405,6 +449,8 @@ class ModSecurityTransaction:
 
     def __init__(self, engine: ModSecurityEngine, request_id: str | None = None) -> None:
         self._engine = engine
+        if request_id is None:
+            request_id = f"r{next(_TXN_IDS)}"
         self._txn = cast(
             _RawTransaction,
             libmodsecurity.Transaction(engine._modsec, engine._rules, request_id),
@@ -537,18 +583,32 @@ class ModSecurityTransaction:
         matches = []
         inbound: int | None = None
         outbound: int | None = None
+        lines = _LINES.pop(self.id, [])
+        fallback: dict[int, RuleMatch] | None = None
         for rm in txn.get_rule_messages():
-            if rm.rule_id == SCORE_REPORT_ID:
-                inbound, outbound = parse_score_report(rm.data, engine.policy.paranoia_level)
+            rule_id = rm.rule_id
+            try:
+                message, data, tags = rm.message, rm.data, tuple(rm.tags)
+            except UnicodeDecodeError:
+                # The binding decodes as strict UTF-8, and a message expanded from a
+                # request's raw bytes need not be: take the escaped log line's text.
+                if fallback is None:
+                    fallback = {m.rule_id: m for m in _matches_from_lines(lines)}
+                seen = fallback.get(rule_id)
+                message = seen.message if seen else ""
+                data = seen.data if seen else ""
+                tags = ()
+            if rule_id == SCORE_REPORT_ID:
+                inbound, outbound = parse_score_report(data, engine.policy.paranoia_level)
                 continue
             matches.append(
                 RuleMatch(
-                    rule_id=rm.rule_id,
-                    message=rm.message,
-                    data=rm.data,
+                    rule_id=rule_id,
+                    message=message,
+                    data=data,
                     severity=rm.severity,
                     phase=rm.phase,
-                    tags=tuple(rm.tags),
+                    tags=tags,
                 )
             )
         self._outcome = Outcome(

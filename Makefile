@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 SOURCES := $(shell find src -name '*.py') setup.py pyproject.toml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv run test lint typecheck unit sysdeps bench bench-proxy bench-fw bench-policies waf-report docs clean pure
+.PHONY: venv run test lint typecheck unit sysdeps bench bench-proxy bench-fw bench-policies bench-waf waf-report docs clean pure
 
 # The virtual environment with every dependency (runtime, tests, build). The compile step
 # type-checks against the dependencies, so they come first, with a plain-Python install.
@@ -61,7 +61,7 @@ unit: $(STAMP)
 test: $(STAMP) sysdeps lint typecheck
 	$(VENV)/bin/pytest -q
 
-bench: $(STAMP) sysdeps bench-proxy bench-policies bench-fw
+bench: $(STAMP) sysdeps bench-proxy bench-policies bench-waf bench-fw
 
 bench-proxy: $(STAMP) sysdeps
 	$(PY) bench/proxy.py
@@ -69,6 +69,9 @@ bench-proxy: $(STAMP) sysdeps
 # The compiled firewall classifier against the linear reference on ClassBench (issue 3's bar).
 bench-policies: $(STAMP) sysdeps
 	$(PY) bench/policies.py
+
+bench-waf: $(STAMP) sysdeps
+	$(PY) bench/waf.py
 
 waf-report: $(STAMP) sysdeps
 	$(PY) -m tests.crs.report --target ramparts

@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 SOURCES := $(shell find src -name '*.py') setup.py pyproject.toml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv run test lint typecheck unit sysdeps bench bench-proxy bench-fw bench-policies bench-waf waf-report docs clean pure
+.PHONY: venv run test lint typecheck unit sysdeps bench bench-proxy bench-fw bench-policies bench-waf bench-waf-stall waf-report docs clean pure
 
 # The virtual environment with every dependency (runtime, tests, build). The compile step
 # type-checks against the dependencies, so they come first, with a plain-Python install.
@@ -72,6 +72,9 @@ bench-policies: $(STAMP) sysdeps
 
 bench-waf: $(STAMP) sysdeps
 	$(PY) bench/waf.py
+
+bench-waf-stall: $(STAMP) sysdeps
+	$(PY) bench/waf_stall.py
 
 waf-report: $(STAMP) sysdeps
 	$(PY) -m tests.crs.report --target ramparts

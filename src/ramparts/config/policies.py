@@ -674,6 +674,10 @@ def policy_phases(
             phases.append(_auth_phase(engine, runtime))
     waf = inherited(server, location, "waf")
     if waf and waf.mode != "off":
+        if waf.response_body:
+            raise fail(
+                "waf", ValueError("response_body: inspecting response bodies is not built yet")
+            )
         try:
             waf_engine = runtime.waf_engine(waf, base)
         except (ValueError, ConfigError) as exc:

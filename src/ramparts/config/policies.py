@@ -50,26 +50,31 @@ from ..policies.waf import (
     Connection,
     Exclusion,
     ModSecurityEngine,
-    ModSecurityTransaction,
     OverLimit,
     RequestBodyInspection,
     ResponseBodyInspection,
-    WafEngine,
     WafMode,
     WafPolicy,
-    WafTransaction,
     inspect_request,
-    inspect_response,
     parse_rule_ids,
 )
 from ..policies.waf import Outcome as WafOutcome
+from ..policies.waf import Verdict as WafVerdict
 from ..state.memory import MemoryStore
 from ..state.redis import RedisStore
 from ..state.store import Store, StoreUnavailable
 from .loader import LineMap
 from .schema import AuthConfig, Config, LocationConfig, ServerConfig, WafConfig
 
-__all__ = ["PolicyRuntime", "inherited", "policy_phases"]
+__all__ = [
+    "PolicyRuntime",
+    "forget_waf_engines",
+    "inherited",
+    "inspect_whole",
+    "policy_phases",
+    "waf_response_phases",
+    "waf_warm_up",
+]
 
 log = logging.getLogger("ramparts")
 
@@ -77,6 +82,7 @@ Where = tuple[str | int, ...]
 
 _FORBIDDEN = b"403 Forbidden\n"
 
+InspectFn = Callable[[Any], Awaitable[tuple[Any, Any]]]
 RunBlocking = Callable[[Callable[[], AuthResult]], Awaitable[AuthResult]]
 FetchHead = Callable[[Subrequest], Awaitable[tuple[int, Headers]]]
 
@@ -89,6 +95,8 @@ class PolicyRuntime:
 
     def __init__(self) -> None:
         self.run_blocking: RunBlocking | None = None
+        # runs a WAF transaction in an inspection process (set by the worker)
+        self.inspect: InspectFn | None = None
         self.fetch_head: FetchHead | None = None
         # The shared state: ``memory`` when it lives in this process (decided inline),
         # else ``store`` (Redis: every decision is a round trip, awaited).
@@ -99,6 +107,10 @@ class PolicyRuntime:
         self.bans: BanTable | None = None
         # one WAF engine per distinct policy of the plan (loading the CRS takes ~40 ms)
         self._waf: dict[WafPolicy, ModSecurityEngine] = {}
+
+    def waf_keys(self) -> set[int]:
+        """The keys of this plan's WAF engines (see ``inspect_whole``)."""
+        return {id(e) for e in self._waf.values()}
 
     def waf_engine(self, cfg: WafConfig, base: Path) -> ModSecurityEngine:
         """The engine for a location's WAF settings, shared by equal settings."""
@@ -538,20 +550,17 @@ def _audit_log(cfg: WafConfig, base: Path) -> Path | None:
     return None if cfg.audit_log is None else _path(base, cfg.audit_log)
 
 
-def _waf_finish(ctx: Context, txn: WafTransaction, audit: Path | None) -> Callable[[], None]:
-    def finish() -> None:
-        outcome = txn.finish()
-        if not outcome.matches:
-            return
-        if ctx.vars is None:
-            ctx.vars = {}
-        ctx.vars["waf_rules"] = list(outcome.rule_ids)
-        ctx.vars["waf_score"] = outcome.inbound_score
-        ctx.vars["waf_messages"] = outcome.messages[:20]
-        if outcome.blocked and audit is not None:
-            _write_audit(audit, ctx, outcome)
-
-    return finish
+def _note_waf(ctx: Context, outcome: WafOutcome, audit: Path | None) -> None:
+    """What the WAF found, into the access log (and the audit log for a block)."""
+    if not outcome.matches:
+        return
+    if ctx.vars is None:
+        ctx.vars = {}
+    ctx.vars["waf_rules"] = list(outcome.rule_ids)
+    ctx.vars["waf_score"] = outcome.inbound_score
+    ctx.vars["waf_messages"] = outcome.messages[:20]
+    if outcome.blocked and audit is not None:
+        _write_audit(audit, ctx, outcome)
 
 
 def _write_audit(path: Path, ctx: Context, outcome: WafOutcome) -> None:
@@ -579,47 +588,94 @@ def _write_audit(path: Path, ctx: Context, outcome: WafOutcome) -> None:
         log.error("cannot write the WAF audit log %s: %s", path, exc)
 
 
-def _waf_phase(engine: WafEngine, audit: Path | None) -> RequestPhase:
+#: Requests with at most this many body bytes are inspected on the event loop (about a
+#: millisecond, as nginx's ModSecurity module does in its own loop); longer bodies, which
+#: can take ModSecurity tens or hundreds of milliseconds, go to an inspection process
+#: (handing a request over costs about 0.8 ms of CPU there, so small ones stay here).
+WAF_INLINE_BODY = 8192
+
+# The engines of this process's plans, by key: what an inspection process (forked from a
+# worker, so it has them too) looks its engine up by.
+_WAF_ENGINES: dict[int, ModSecurityEngine] = {}
+
+#: (engine key, client ip, client port, server ip, server port, method, target, version,
+#: headers, body): one request, as it crosses to an inspection process.
+Inspection = tuple[int, str, int, str, int, bytes, bytes, str, list[tuple[bytes, bytes]], bytes]
+
+
+def forget_waf_engines(keep: set[int]) -> None:
+    """Drop the engines of plans no longer served (before new inspection processes fork)."""
+    for key in list(_WAF_ENGINES):
+        if key not in keep:
+            del _WAF_ENGINES[key]
+
+
+def waf_warm_up() -> None:
+    """Nothing: submitted once so that a new inspection pool forks its processes now."""
+
+
+def inspect_whole(job: Inspection) -> tuple[WafVerdict, WafOutcome]:
+    """One request's whole transaction (connection, URI, head, body, logging), in the
+    process that runs it."""
+    key, client_ip, client_port, server_ip, server_port, method, target, version, headers, body = (
+        job
+    )
+    engine = _WAF_ENGINES[key]
+    txn = engine.transaction()
+    conn = Connection(client_ip, client_port, server_ip, server_port)
+    verdict = inspect_request(txn, conn, method, target, version, headers, body)
+    return verdict, txn.finish()
+
+
+def _waf_phase(
+    engine: ModSecurityEngine, audit: Path | None, runtime: PolicyRuntime
+) -> RequestPhase:
+    """The WAF on a request: its whole transaction (head and body, read up to the limit).
+    A request with a body over WAF_INLINE_BODY bytes is inspected in an inspection
+    process, so that a long inspection (tens of milliseconds, with the GIL held by
+    ModSecurity) never stalls the event loop; smaller ones inline."""
+    key = id(engine)
+    _WAF_ENGINES[key] = engine
     limit = engine.request_body_limit + 1
 
-    def inspect(ctx: Context, txn: WafTransaction, body: bytes) -> Respond | None:
+    def job(ctx: Context, body: bytes) -> Inspection:
         req = ctx.request
-        conn = Connection(ctx.client_ip, ctx.peer_port, ctx.local[0], ctx.local[1])
-        verdict = inspect_request(txn, conn, req.method, req.target, req.version, req.headers, body)
+        return (
+            key,
+            ctx.client_ip,
+            ctx.peer_port,
+            ctx.local[0],
+            ctx.local[1],
+            req.method,
+            req.target,
+            req.version,
+            list(req.headers),
+            body,
+        )
+
+    async def run(ctx: Context, body: bytes | Awaitable[bytes]) -> Respond | Wait | None:
+        if not isinstance(body, bytes):
+            body = await body
+        inspect = runtime.inspect
+        if inspect is None or len(body) <= WAF_INLINE_BODY:
+            verdict, outcome = inspect_whole(job(ctx, body))
+        else:
+            verdict, outcome = await inspect(job(ctx, body))
+        _note_waf(ctx, outcome, audit)
         return verdict.respond() if verdict.blocked else None
 
-    async def later(
-        ctx: Context, txn: WafTransaction, body: Awaitable[bytes]
-    ) -> Respond | Wait | None:
-        return inspect(ctx, txn, await body)
-
     def waf(ctx: Context) -> Respond | Wait | None:
-        txn = engine.transaction()
-        ctx.scratch = txn
-        if ctx.cleanup is None:
-            ctx.cleanup = []
-        ctx.cleanup.append(_waf_finish(ctx, txn, audit))
         req = ctx.request
+        body: bytes | Awaitable[bytes] = b""
         if req.chunked or req.content_length:
-            if not req.chunked:
-                verdict = txn.declare_request_body(req.content_length)
+            if not req.chunked and req.content_length >= limit:
+                verdict = engine.transaction().declare_request_body(req.content_length)
                 if verdict.blocked:
-                    return verdict.respond()
+                    return verdict.respond()  # 413 before the body is read
             body = ctx.read_body(limit)
-            if not isinstance(body, bytes):
-                return Wait(awaitable=later(ctx, txn, body))
-            return inspect(ctx, txn, body)
-        return inspect(ctx, txn, b"")
+        return Wait(awaitable=run(ctx, body))
 
     return waf
-
-
-def _waf_response(ctx: Context, status: int, headers: Headers) -> None:
-    """The response head through the transaction's outbound rules (logged; a response
-    is not replaced once its upstream has answered)."""
-    txn = ctx.scratch
-    if isinstance(txn, ModSecurityTransaction):
-        inspect_response(txn, status, "1.1", headers, None)
 
 
 # -- the chain ---------------------------------------------------------------------------------
@@ -682,13 +738,13 @@ def policy_phases(
             waf_engine = runtime.waf_engine(waf, base)
         except (ValueError, ConfigError) as exc:
             raise fail("waf", exc) from None
-        phases.append(_waf_phase(waf_engine, _audit_log(waf, base)))
+        phases.append(_waf_phase(waf_engine, _audit_log(waf, base), runtime))
     return tuple(phases)
 
 
 def waf_response_phases(
     server: ServerConfig, location: LocationConfig
 ) -> tuple[ResponsePhase, ...]:
-    """The WAF's look at the response head (its outbound rules), when the WAF is on."""
-    waf = inherited(server, location, "waf")
-    return (_waf_response,) if waf and waf.mode != "off" else ()
+    """Response phases of the WAF: none yet (a transaction ends with the request's
+    inspection; response heads and bodies are not inspected)."""
+    return ()

@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
+import os
 import socket
 import struct
 import time
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Awaitable
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from email.utils import formatdate
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from ..config.plan import Plan, UpstreamPlan
+from ..config.policies import forget_waf_engines, inspect_whole, waf_warm_up
 from ..firewall.model import Action, Verdict, evaluate
 from ..http.headers import Headers
 from ..http.status import reason, status_line
@@ -77,11 +81,41 @@ class Worker:
         self.pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ramparts-check")
         self.store = make_store(plan)
         self.bans = BanKeeper(plan, self.store, loop)
+        self.waf_pool: ProcessPoolExecutor | None = None
+        self._waf_pool_keys: set[int] = set()
         plan.policy.attach(loop, self.pool, self.store, self.bans.table)
+        self._attach_waf(plan)
         self._build_groups(plan)
         self._open_log(plan)
 
     # -- setup -----------------------------------------------------------------------
+    def _attach_waf(self, plan: Plan) -> None:
+        """WAF inspection runs in processes forked from this worker (they inherit the
+        loaded rules): ModSecurity holds the GIL for the whole of a long inspection, and
+        on the event loop it would stall every other client. A plan with new engines
+        gets new processes; the old ones finish what they were given, then exit."""
+        keys = plan.policy.waf_keys()
+        if not keys:
+            plan.policy.inspect = None
+            return
+        if self.waf_pool is None or not keys <= self._waf_pool_keys:
+            old = self.waf_pool
+            forget_waf_engines(keys)
+            size = max(1, min(4, os.cpu_count() or 1))
+            pool = ProcessPoolExecutor(size, mp_context=multiprocessing.get_context("fork"))
+            pool.submit(waf_warm_up).result(timeout=30)  # fork them now, with these engines
+            self.waf_pool, self._waf_pool_keys = pool, keys
+            if old is not None:
+                old.shutdown(wait=False)
+            log.info("WAF inspection in %d process(es)", size)
+        pool = self.waf_pool
+        loop = self.loop
+
+        def inspect(job: Any) -> Awaitable[tuple[Any, Any]]:
+            return loop.run_in_executor(pool, inspect_whole, job)
+
+        plan.policy.inspect = inspect
+
     def _build_groups(self, plan: Plan) -> None:
         old = self.groups
         self.groups = {name: UpstreamGroup(up, self.loop) for name, up in plan.upstreams.items()}
@@ -200,6 +234,7 @@ class Worker:
             task.add_done_callback(self._closing.discard)
         self.bans.configure(plan, self.store)
         plan.policy.attach(self.loop, self.pool, self.store, self.bans.table)
+        self._attach_waf(plan)
         self.plan = plan
         try:
             await self._sync_listeners()
@@ -238,6 +273,8 @@ class Worker:
         if self.access_log is not None:
             self.access_log.close()
         self.pool.shutdown(wait=False, cancel_futures=True)
+        if self.waf_pool is not None:
+            self.waf_pool.shutdown(wait=False, cancel_futures=True)
         await self.store.aclose()
         if self.firewall_counts:
             counts = ", ".join(f"{k}={v}" for k, v in sorted(self.firewall_counts.items()))

@@ -696,9 +696,17 @@ def policy_phases(
     phases: list[RequestPhase] = []
 
     def fail(name: str, exc: Exception) -> ConfigError:
+        where = _where(server_at, loc_at, location, name)
         if isinstance(exc, ConfigError):
-            return exc
-        return lines.error(_where(server_at, loc_at, location, name), str(exc))
+            if exc.file is not None:
+                return exc  # located in a file of its own (a rule file, an htpasswd)
+            # Text from the configuration itself (an inline WAF rule, field "rules.N"):
+            # place it at that entry of the file.
+            sub: tuple[str | int, ...] = ()
+            if exc.field:
+                sub = tuple(int(p) if p.isdigit() else p for p in exc.field.split("."))
+            return lines.error((*where, *sub), exc.reason)
+        return lines.error(where, str(exc))
 
     rip = inherited(server, location, "real_ip")
     if rip is not None:

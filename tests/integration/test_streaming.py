@@ -165,12 +165,10 @@ def _upload(s: socket.socket, chunked: bool) -> str:
 def test_100mb_upload_streams_with_flat_memory(gw: Setup, chunked: bool) -> None:
     base = _warm_up(gw)
     framing = b"Transfer-Encoding: chunked" if chunked else b"Content-Length: %d" % SIZE
-    t0 = time.monotonic()
     with RssSampler(gw.gateway.pid) as rss, connect(gw.port, timeout=30.0) as s:
         s.sendall(b"POST /echo HTTP/1.1\r\nHost: localhost\r\n" + framing + b"\r\n\r\n")
         digest = _upload(s, chunked)
         r = read_response(s, bytearray())
-    elapsed = time.monotonic() - t0
     assert r.status == 200
     doc = echo_json(r)
     assert doc["body_length"] == SIZE
@@ -178,7 +176,6 @@ def test_100mb_upload_streams_with_flat_memory(gw: Setup, chunked: bool) -> None
     assert rss.samples > 5
     growth = rss.peak - base
     assert growth < MAX_GROWTH_KB, f"gateway RSS grew by {growth} KiB during the upload"
-    assert elapsed < 30.0
 
 
 def test_upload_to_slow_origin_applies_backpressure(gw: Setup) -> None:

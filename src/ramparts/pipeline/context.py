@@ -22,6 +22,7 @@ class Context:
     """
 
     __slots__ = (
+        "body",
         "bytes_sent",
         "cleanup",
         "client_ip",
@@ -70,9 +71,11 @@ class Context:
         # the address the client connected to; a phase's own per-request state
         self.local: tuple[str, int] = ("", 0)
         self.scratch: Any = None
+        self.body = b""
 
     def read_body(self, limit: int) -> bytes | Awaitable[bytes]:
         """The request body for a phase that inspects it (the whole body, or at least its
         first ``limit`` bytes): bytes when already there, else something to await. The
-        shell's exchange provides it; a bare context has no body to read."""
-        raise NotImplementedError("this context has no request body to read")
+        server's exchange reads it from the client; a context made outside the server
+        (tests, tools) holds it whole in ``body``."""
+        return self.body

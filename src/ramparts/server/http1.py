@@ -577,6 +577,7 @@ class Exchange(Context):
         self.cleanup = None
         self.local = conn.key
         self.scratch = None
+        self.body = b""  # unused: read_body reads from the client
         # exchange state
         self.waiting: asyncio.Future[Respond | Wait | None] | asyncio.TimerHandle | None = None
         self._body_waiter: tuple[asyncio.Future[bytes], int] | None = None

@@ -142,3 +142,10 @@ def test_wait_suspends_and_names_where_to_go_on() -> None:
     assert c.decided_by == "ratelimit:z"
     assert chain.run_request(c, 3) is None  # past the last phase: go on to the handler
     assert repr(pause) == "Wait(0.250s)"
+
+
+def test_a_bare_context_reads_the_body_it_holds() -> None:
+    c = ctx()
+    assert c.read_body(10) == b""
+    c.body = b"q=1"
+    assert c.read_body(10) == b"q=1"

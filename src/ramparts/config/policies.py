@@ -50,12 +50,15 @@ from ..policies.waf import (
     Connection,
     Exclusion,
     ModSecurityEngine,
+    ModSecurityTransaction,
     OverLimit,
     RequestBodyInspection,
     ResponseBodyInspection,
     WafMode,
     WafPolicy,
+    WafTransaction,
     inspect_request,
+    inspect_response,
     parse_rule_ids,
 )
 from ..policies.waf import Outcome as WafOutcome
@@ -589,9 +592,11 @@ def _write_audit(path: Path, ctx: Context, outcome: WafOutcome) -> None:
 
 
 #: Requests with at most this many body bytes are inspected on the event loop (about a
-#: millisecond, as nginx's ModSecurity module does in its own loop); longer bodies, which
-#: can take ModSecurity tens or hundreds of milliseconds, go to an inspection process
-#: (handing a request over costs about 0.8 ms of CPU there, so small ones stay here).
+#: millisecond, as nginx's ModSecurity module does in its own loop), and their
+#: transaction stays open for the response head; longer bodies, which can take
+#: ModSecurity tens or hundreds of milliseconds, go to an inspection process whole
+#: (handing a request over costs about 0.8 ms of CPU there, so small ones stay here;
+#: their responses are not inspected).
 WAF_INLINE_BODY = 8192
 
 # The engines of this process's plans, by key: what an inspection process (forked from a
@@ -614,16 +619,19 @@ def waf_warm_up() -> None:
     """Nothing: submitted once so that a new inspection pool forks its processes now."""
 
 
-def inspect_whole(job: Inspection) -> tuple[WafVerdict, WafOutcome]:
-    """One request's whole transaction (connection, URI, head, body, logging), in the
-    process that runs it."""
+def _inspect(job: Inspection) -> tuple[WafTransaction, WafVerdict]:
     key, client_ip, client_port, server_ip, server_port, method, target, version, headers, body = (
         job
     )
-    engine = _WAF_ENGINES[key]
-    txn = engine.transaction()
+    txn = _WAF_ENGINES[key].transaction()
     conn = Connection(client_ip, client_port, server_ip, server_port)
-    verdict = inspect_request(txn, conn, method, target, version, headers, body)
+    return txn, inspect_request(txn, conn, method, target, version, headers, body)
+
+
+def inspect_whole(job: Inspection) -> tuple[WafVerdict, WafOutcome]:
+    """One request's whole transaction (connection, URI, head, body, logging), in the
+    process that runs it."""
+    txn, verdict = _inspect(job)
     return verdict, txn.finish()
 
 
@@ -658,9 +666,18 @@ def _waf_phase(
             body = await body
         inspect = runtime.inspect
         if inspect is None or len(body) <= WAF_INLINE_BODY:
-            verdict, outcome = inspect_whole(job(ctx, body))
-        else:
-            verdict, outcome = await inspect(job(ctx, body))
+            # On the loop: the transaction stays open for the response head, and ends
+            # (logged) when the exchange does.
+            txn, verdict = _inspect(job(ctx, body))
+            if verdict.blocked:
+                _note_waf(ctx, txn.finish(), audit)
+                return verdict.respond()
+            ctx.scratch = txn
+            if ctx.cleanup is None:
+                ctx.cleanup = []
+            ctx.cleanup.append(lambda: _note_waf(ctx, txn.finish(), audit))
+            return None
+        verdict, outcome = await inspect(job(ctx, body))
         _note_waf(ctx, outcome, audit)
         return verdict.respond() if verdict.blocked else None
 
@@ -753,6 +770,16 @@ def policy_phases(
 def waf_response_phases(
     server: ServerConfig, location: LocationConfig
 ) -> tuple[ResponsePhase, ...]:
-    """Response phases of the WAF: none yet (a transaction ends with the request's
-    inspection; response heads and bodies are not inspected)."""
-    return ()
+    """The WAF's look at an upstream's response head (the CRS's outbound rules), when the
+    WAF is on. A refusal replaces the answer (``ctx.refuse``)."""
+    waf = inherited(server, location, "waf")
+    return (_waf_response,) if waf and waf.mode != "off" else ()
+
+
+def _waf_response(ctx: Context, status: int, headers: Headers) -> None:
+    txn = ctx.scratch
+    if not isinstance(txn, ModSecurityTransaction) or ctx.upstream_status == 0:
+        return  # no open transaction (inspected in a process), or the gateway's own answer
+    verdict = inspect_response(txn, status, "1.1", headers, None)
+    if verdict.blocked:
+        ctx.refuse = verdict.respond()

@@ -31,6 +31,7 @@ class Context:
         "location",
         "peer_ip",
         "peer_port",
+        "refuse",
         "request",
         "resume_at",
         "scheme",
@@ -72,6 +73,9 @@ class Context:
         self.local: tuple[str, int] = ("", 0)
         self.scratch: Any = None
         self.body = b""
+        # set by a response phase that refuses an upstream's answer: the Respond to send
+        # instead (the upstream's answer is dropped)
+        self.refuse: Any = None
 
     def read_body(self, limit: int) -> bytes | Awaitable[bytes]:
         """The request body for a phase that inspects it (the whole body, or at least its

@@ -578,6 +578,7 @@ class Exchange(Context):
         self.local = conn.key
         self.scratch = None
         self.body = b""  # unused: read_body reads from the client
+        self.refuse = None
         # exchange state
         self.waiting: asyncio.Future[Respond | Wait | None] | asyncio.TimerHandle | None = None
         self._body_waiter: tuple[asyncio.Future[bytes], int] | None = None
@@ -1085,6 +1086,20 @@ class Exchange(Context):
                 parts.append(edit.tail)
         else:
             parts = self._filtered_head(status, headers)
+            refuse = self.refuse
+            if refuse is not None:
+                # A response phase (the WAF) refused this answer: drop it and the
+                # upstream connection, and answer with the refusal instead.
+                self.refuse = None
+                up = self.upstream
+                if up is not None:
+                    self.upstream = None
+                    up.peer.active -= 1
+                    up.detach()
+                self.keep_alive = False
+                self.decided_by = refuse.decided_by or self.decided_by
+                self.respond(refuse)
+                return -1
         if length is None or chunked:
             # (the slow path does not report framing: read it again, rarely needed)
             for name, value in headers:

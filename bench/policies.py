@@ -153,13 +153,6 @@ http {{
 """
 
 
-def wrk(url: str, seconds: float, connections: int) -> pb.Wrk:
-    argv = ["taskset", "-c", pb.LOAD_CORE, "wrk", "-t1", f"-c{connections}"]
-    argv += [f"-d{seconds:g}s", "--latency", url]
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-    return pb.parse_wrk(p.stdout + p.stderr, p.returncode, 0.0)
-
-
 def wait_url(proc: pb.Proc, url: str, timeout: float = 20.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -177,16 +170,8 @@ def wait_url(proc: pb.Proc, url: str, timeout: float = 20.0) -> None:
     raise RuntimeError(f"{proc.name} not ready at {url}:\n{proc.tail()}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--duration", type=float, default=8.0)
-    ap.add_argument("--warmup", type=float, default=2.0)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--connections", type=int, default=50)
-    ap.add_argument("--quick", action="store_true", help="--duration 3 --reps 1")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.duration, args.reps = 3.0, 1
+def main() -> int:
+    args = pb.run_options(argparse.ArgumentParser(description=__doc__.splitlines()[0]), 50)
     pb.ensure_tools()
     for tool in ("curl", "redis-server"):
         if shutil.which(tool) is None:
@@ -266,8 +251,8 @@ def main(argv: list[str] | None = None) -> int:
                 proc.resume()
                 try:
                     pb.wait_quiet(0.25, 15)
-                    wrk(urls[row], args.warmup, args.connections)
-                    w = wrk(urls[row], args.duration, args.connections)
+                    pb.wrk_url(urls[row], args.warmup, args.connections)
+                    w = pb.wrk_url(urls[row], args.duration, args.connections)
                 finally:
                     proc.pause()
                 results[row].append(w)

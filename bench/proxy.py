@@ -645,6 +645,27 @@ def ratios(summaries: list[Summary]) -> tuple[dict[str, float | None], dict[str,
     return info, bar
 
 
+def wrk_url(url: str, seconds: float, connections: int, extra: Sequence[str] = ()) -> Wrk:
+    """One bounded wrk run against ``url`` on the load core (other benchmarks' helper)."""
+    argv = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}"]
+    argv += [f"-d{seconds:g}s", "--latency", *extra, url]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
+    return parse_wrk(p.stdout + p.stderr, p.returncode, 0.0)
+
+
+def run_options(ap: argparse.ArgumentParser, connections: int) -> argparse.Namespace:
+    """The options every side-by-side benchmark takes, parsed (``--quick``: 3 s, 1 rep)."""
+    ap.add_argument("--duration", type=float, default=8.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--connections", type=int, default=connections)
+    ap.add_argument("--quick", action="store_true", help="--duration 3 --reps 1")
+    args = ap.parse_args()
+    if args.quick:
+        args.duration, args.reps = 3.0, 1
+    return args
+
+
 def _json_safe(value: Any) -> Any:
     """NaN (no data) as null, so the file is strict JSON."""
     if isinstance(value, float) and value != value:

@@ -80,27 +80,14 @@ def nginx_conf(scratch: Path, port: int, origin: int) -> tuple[str, Path]:
 
 
 def wrk(url: str, seconds: float, connections: int, script: Path | None) -> pb.Wrk:
-    argv = ["taskset", "-c", pb.LOAD_CORE, "wrk", "-t1", f"-c{connections}"]
-    argv += [f"-d{seconds:g}s", "--latency"]
-    for h in HEADERS:
-        argv += ["-H", h]
+    extra = [a for h in HEADERS for a in ("-H", h)]
     if script is not None:
-        argv += ["-s", str(script)]
-    argv.append(url)
-    p = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 60)
-    return pb.parse_wrk(p.stdout + p.stderr, p.returncode, 0.0)
+        extra += ["-s", str(script)]
+    return pb.wrk_url(url, seconds, connections, extra)
 
 
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--duration", type=float, default=8.0)
-    ap.add_argument("--warmup", type=float, default=2.0)
-    ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--connections", type=int, default=20)
-    ap.add_argument("--quick", action="store_true", help="--duration 3 --reps 1")
-    args = ap.parse_args(argv)
-    if args.quick:
-        args.duration, args.reps = 3.0, 1
+def main() -> int:
+    args = pb.run_options(argparse.ArgumentParser(description=__doc__.splitlines()[0]), 20)
     pb.ensure_tools()
     reason = crs_nginx.missing()
     if reason:

@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import os
 import shutil
 import statistics
 import subprocess
@@ -93,20 +92,7 @@ def ramparts_api_gateway(http_port: int, tls_port: int, origin: int, scratch: Pa
 
 
 def nginx_api_gateway(tls_port: int, origin: int, scratch: Path) -> str:
-    user = "user root;\n" if os.geteuid() == 0 else ""
-    return f"""# written by bench/policies.py: examples/api-gateway.yaml as nginx would say it
-{user}worker_processes 1;
-daemon off;
-pid {scratch}/nginx.pid;
-error_log {scratch}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    client_body_temp_path {scratch}/nginx-tmp/client_body;
-    proxy_temp_path {scratch}/nginx-tmp/proxy;
-    fastcgi_temp_path {scratch}/nginx-tmp/fastcgi;
-    uwsgi_temp_path {scratch}/nginx-tmp/uwsgi;
-    scgi_temp_path {scratch}/nginx-tmp/scgi;
-    log_format json escape=json '{{"time":"$time_iso8601","client":"$remote_addr",'
+    http = f"""    log_format json escape=json '{{"time":"$time_iso8601","client":"$remote_addr",'
         '"peer":"$realip_remote_addr","request":"$request","status":$status,'
         '"bytes_sent":$bytes_sent,"request_time":$request_time,'
         '"x_forwarded_for":"$http_x_forwarded_for"}}';
@@ -149,8 +135,12 @@ http {{
             proxy_read_timeout 30s;
         }}
     }}
-}}
 """
+    return pb.nginx_main(
+        scratch,
+        http,
+        "written by bench/policies.py: examples/api-gateway.yaml as nginx would say it",
+    )
 
 
 def wait_url(proc: pb.Proc, url: str, timeout: float = 20.0) -> None:

@@ -645,6 +645,28 @@ def ratios(summaries: list[Summary]) -> tuple[dict[str, float | None], dict[str,
     return info, bar
 
 
+def nginx_main(scratch: Path, http_block: str, comment: str, modules: str = "") -> str:
+    """A whole nginx.conf for another benchmark: one worker in the foreground, every path
+    in ``scratch`` (its temp directories prepared), ``http_block`` inside ``http {}``."""
+    prepare_nginx_dirs(scratch)
+    user = "user root;\n" if os.geteuid() == 0 else ""
+    return f"""# {comment}
+{modules}{user}worker_processes 1;
+daemon off;
+pid {scratch}/nginx.pid;
+error_log {scratch}/nginx-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+    client_body_temp_path {scratch}/nginx-tmp/client_body;
+    proxy_temp_path {scratch}/nginx-tmp/proxy;
+    fastcgi_temp_path {scratch}/nginx-tmp/fastcgi;
+    uwsgi_temp_path {scratch}/nginx-tmp/uwsgi;
+    scgi_temp_path {scratch}/nginx-tmp/scgi;
+{http_block}
+}}
+"""
+
+
 def wrk_url(url: str, seconds: float, connections: int, extra: Sequence[str] = ()) -> Wrk:
     """One bounded wrk run against ``url`` on the load core (other benchmarks' helper)."""
     argv = ["taskset", "-c", LOAD_CORE, "wrk", "-t1", f"-c{connections}"]

@@ -122,7 +122,9 @@ def main() -> int:
                 module = crs_nginx._module()
                 conf = scratch / "nginx.conf"
                 conf.write_text(
-                    f"load_module {module};\n" + pb_nginx_main(scratch).replace("@HTTP@", http)
+                    pb.nginx_main(
+                        scratch, http, "written by bench/waf.py", f"load_module {module};\n"
+                    )
                 )
                 subprocess.run(
                     [pb.NGINX, "-t", "-q", "-p", str(scratch), "-c", str(conf)],
@@ -209,25 +211,6 @@ def main() -> int:
     print(f"results: {out}")
     ok = all(not w.problems() for ws in results.values() for w in ws)
     return 0 if ok else 1
-
-
-def pb_nginx_main(scratch: Path) -> str:
-    pb.prepare_nginx_dirs(scratch)
-    user = "user root;\n" if __import__("os").geteuid() == 0 else ""
-    return f"""{user}worker_processes 1;
-daemon off;
-pid {scratch}/nginx.pid;
-error_log {scratch}/nginx-error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    client_body_temp_path {scratch}/nginx-tmp/client_body;
-    proxy_temp_path {scratch}/nginx-tmp/proxy;
-    fastcgi_temp_path {scratch}/nginx-tmp/fastcgi;
-    uwsgi_temp_path {scratch}/nginx-tmp/uwsgi;
-    scgi_temp_path {scratch}/nginx-tmp/scgi;
-@HTTP@
-}}
-"""
 
 
 if __name__ == "__main__":

@@ -34,6 +34,9 @@ sysdeps:
 	command -v nginx >/dev/null || [ -x /usr/sbin/nginx ] || missing="$$missing nginx"; \
 	command -v wrk >/dev/null || missing="$$missing wrk"; \
 	command -v curl >/dev/null || missing="$$missing curl"; \
+	command -v nft >/dev/null || [ -x /usr/sbin/nft ] || missing="$$missing nftables"; \
+	command -v iptables-save >/dev/null || [ -x /usr/sbin/iptables-save ] || missing="$$missing iptables"; \
+	command -v ip >/dev/null || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$$missing iproute2"; \
 	command -v redis-server >/dev/null || missing="$$missing redis-server"; \
 	[ -d /usr/share/modsecurity-crs/rules ] || missing="$$missing modsecurity-crs"; \
 	[ -e /usr/lib/nginx/modules/ngx_http_modsecurity_module.so ] || \

@@ -13,6 +13,7 @@ from .errors import ConfigError, RampartsError
 
 if TYPE_CHECKING:
     from .config.schema import StoreConfig
+    from .firewall.model import RuleSet
 
 __all__ = ["main"]
 
@@ -148,11 +149,24 @@ def _cmd_bans(args: argparse.Namespace) -> int:
 # -- ramparts fw ------------------------------------------------------------------------
 
 
-def _cmd_fw_check(args: argparse.Namespace) -> int:
-    from .firewall.files import load_ruleset
+def _rules_arg(p: argparse.ArgumentParser, name: str = "rules") -> None:
+    """A rule file argument in any format, with --format and --select."""
+    p.add_argument(name, help="a rule file: YAML, CSV, or another supported format")
+    p.add_argument("--format", dest="rules_format", default=None, help="the file's rule format")
+    p.add_argument(
+        "--select", default=None, help="the chain, group or ACL to take from a file of several"
+    )
 
+
+def _load_rules(args: argparse.Namespace, path: str) -> RuleSet:
+    from .firewall.formats import load_rules
+
+    return load_rules(path, args.rules_format, args.select)
+
+
+def _cmd_fw_check(args: argparse.Namespace) -> int:
     try:
-        rs = load_ruleset(args.rules)
+        rs = _load_rules(args, args.rules)
     except ConfigError as exc:
         print(f"ramparts: {exc}", file=sys.stderr)
         return 1
@@ -161,12 +175,12 @@ def _cmd_fw_check(args: argparse.Namespace) -> int:
 
 
 def _cmd_fw_eval(args: argparse.Namespace) -> int:
-    from .firewall.files import load_ruleset, parse_flag_list
+    from .firewall.files import parse_flag_list
     from .firewall.model import evaluate
     from .net.packet import Packet
 
     try:
-        rs = load_ruleset(args.rules)
+        rs = _load_rules(args, args.rules)
         extra: dict[str, object] = {}
         if args.icmp_type is not None:
             extra["icmp_type"] = args.icmp_type
@@ -215,11 +229,10 @@ def _cmd_fw_classify(args: argparse.Namespace) -> int:
 
 
 def _cmd_fw_replay(args: argparse.Namespace) -> int:
-    from .firewall.files import load_ruleset
     from .firewall.replay import replay_pcap
 
     try:
-        rs = load_ruleset(args.rules)
+        rs = _load_rules(args, args.rules)
         report = replay_pcap(rs, args.capture, progress=not args.no_progress)
     except RampartsError as exc:
         print(f"ramparts: {exc}", file=sys.stderr)
@@ -232,12 +245,12 @@ def _add_fw(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fw = sub.add_parser("fw", help="the L3/L4 firewall: check, evaluate, replay, classify")
     fsub = fw.add_subparsers(dest="fw_command", required=True)
 
-    c = fsub.add_parser("check", help="validate a rule file (YAML or CSV)")
-    c.add_argument("rules")
+    c = fsub.add_parser("check", help="validate a rule file")
+    _rules_arg(c)
     c.set_defaults(func=_cmd_fw_check)
 
     e = fsub.add_parser("eval", help="the verdict for one packet, and the rule that decided")
-    e.add_argument("rules")
+    _rules_arg(e)
     e.add_argument("--src", required=True)
     e.add_argument("--dst", required=True)
     e.add_argument("--proto", default="tcp")
@@ -254,7 +267,7 @@ def _add_fw(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e.set_defaults(func=_cmd_fw_eval)
 
     r = fsub.add_parser("replay", help="run a pcap capture through the stateful engine")
-    r.add_argument("rules")
+    _rules_arg(r)
     r.add_argument("capture")
     r.add_argument("--no-progress", action="store_true")
     r.set_defaults(func=_cmd_fw_replay)

@@ -108,7 +108,7 @@ def test_check_refuses_an_unknown_file_type(tmp_path: Path) -> None:
     done = fw("check", str(path))
     assert done.returncode == 1
     assert f"{path}:" in done.stderr
-    assert "unknown rule file type '.txt'" in done.stderr
+    assert "cannot tell the rule format of this file" in done.stderr
 
 
 def test_check_a_missing_file(tmp_path: Path) -> None:

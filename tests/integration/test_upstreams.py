@@ -334,6 +334,18 @@ def test_reset_mid_body_truncates_and_gateway_keeps_serving(env: Env) -> None:
     assert origin_of(r) == "a"
 
 
+def test_a_body_ended_by_the_upstream_close_arrives_whole(env: Env) -> None:
+    """A body without Content-Length or chunking ends when the upstream closes (RFC 9112
+    6.3): a complete answer, re-framed as chunked for an HTTP/1.1 client, not cut off."""
+    r = request(env.port, "reset", "/close")
+    assert r.status == 200 and r.body == b"closed by origin"
+    assert r.header("Transfer-Encoding") == "chunked"
+    with socket.create_connection(("127.0.0.1", env.port), timeout=5.0) as s:
+        s.sendall(b"GET /close HTTP/1.0\r\nHost: reset\r\n\r\n")
+        old = read_response(s, bytearray())
+    assert old.status == 200 and old.body == b"closed by origin"
+
+
 def test_all_peers_down_is_503(env: Env) -> None:
     first = request(env.port, "alldown", "/")
     assert first.status == 502  # both peers tried and failed

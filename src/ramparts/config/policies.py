@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +27,7 @@ from ..errors import ConfigError
 from ..http.headers import Headers
 from ..http.status import reason
 from ..pipeline.context import Context
-from ..pipeline.phases import RequestPhase, Respond, ResponsePhase, Wait
+from ..pipeline.phases import BodyCheck, RequestPhase, Respond, ResponsePhase, Wait
 from ..pipeline.template import Template
 from ..policies.access import AccessList
 from ..policies.auth import (
@@ -58,7 +59,7 @@ from ..policies.waf import (
     WafPolicy,
     WafTransaction,
     inspect_request,
-    inspect_response,
+    inspect_response_body,
     parse_rule_ids,
 )
 from ..policies.waf import Outcome as WafOutcome
@@ -755,10 +756,6 @@ def policy_phases(
             phases.append(_auth_phase(engine, runtime))
     waf = inherited(server, location, "waf")
     if waf and waf.mode != "off":
-        if waf.response_body:
-            raise fail(
-                "waf", ValueError("response_body: inspecting response bodies is not built yet")
-            )
         try:
             waf_engine = runtime.waf_engine(waf, base)
         except (ValueError, ConfigError) as exc:
@@ -780,6 +777,19 @@ def _waf_response(ctx: Context, status: int, headers: Headers) -> None:
     txn = ctx.scratch
     if not isinstance(txn, ModSecurityTransaction) or ctx.upstream_status == 0:
         return  # no open transaction (inspected in a process), or the gateway's own answer
-    verdict = inspect_response(txn, status, "1.1", headers, None)
+    # The transaction sees one response: not also the gateway's answer if it refuses this.
+    ctx.scratch = None
+    verdict = txn.process_response_headers(status, "1.1", headers)
+    if not verdict.blocked and txn.response_body_wanted:
+        # The body is inspected before any of the answer is sent.
+        ctx.hold = BodyCheck(txn.response_body_limit, partial(_waf_response_body, txn))
+        return
+    if not verdict.blocked:
+        verdict = inspect_response_body(txn, b"")
     if verdict.blocked:
         ctx.refuse = verdict.respond()
+
+
+def _waf_response_body(txn: ModSecurityTransaction, body: bytes, complete: bool) -> Respond | None:
+    verdict = inspect_response_body(txn, body)
+    return verdict.respond() if verdict.blocked else None

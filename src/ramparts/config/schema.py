@@ -455,8 +455,18 @@ class WafConfig(_Model):
     over_limit: Literal["reject", "inspect_partial"] = Field(
         "reject", description="A larger body: 413, or inspect its first body_limit bytes."
     )
-    response_body: bool = Field(False, description="Inspect response bodies too.")
-    response_body_limit: Size = Field(512 * 1024, ge=1)
+    response_body: bool = Field(
+        False,
+        description="Inspect response bodies too (text/html, text/plain, text/xml): the "
+        "answer is held back until its body, or its first response_body_limit bytes, has "
+        "been inspected, so a refused answer never reaches the client in part.",
+    )
+    response_body_limit: Size = Field(
+        512 * 1024,
+        ge=1,
+        description="Bytes of a response body held and inspected; past them, the rest "
+        "streams uninspected.",
+    )
     status: int = Field(403, ge=400, le=599, description="The status of a blocked request.")
     audit_log: Path | None = Field(
         None, description="JSON lines: every blocked transaction in full."

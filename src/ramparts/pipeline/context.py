@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ..http.request import Request
+    from .phases import BodyCheck
 
 __all__ = ["Context"]
 
@@ -27,6 +28,7 @@ class Context:
         "cleanup",
         "client_ip",
         "decided_by",
+        "hold",
         "local",
         "location",
         "peer_ip",
@@ -76,6 +78,9 @@ class Context:
         # set by a response phase that refuses an upstream's answer: the Respond to send
         # instead (the upstream's answer is dropped)
         self.refuse: Any = None
+        # set by a response phase that must read the response body first: a BodyCheck
+        # (the shell buffers the body and asks it before sending anything)
+        self.hold: BodyCheck | None = None
 
     def read_body(self, limit: int) -> bytes | Awaitable[bytes]:
         """The request body for a phase that inspects it (the whole body, or at least its

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from ..http.headers import Headers
 from .context import Context
 
-__all__ = ["Chain", "RequestPhase", "Respond", "ResponsePhase", "Wait"]
+__all__ = ["BodyCheck", "Chain", "RequestPhase", "Respond", "ResponsePhase", "Wait"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +46,24 @@ class Wait:
     def __repr__(self) -> str:
         what = "an awaitable" if self.awaitable is not None else f"{self.delay:.3f}s"
         return f"Wait({what})"
+
+
+class BodyCheck:
+    """A response phase's request to see the response body before the client does (the
+    WAF's response-body rules). The shell holds the answer back, buffers at most
+    ``limit`` bytes of its body and calls ``check`` once: with the whole body
+    (``complete``), or with its first ``limit`` bytes when it is longer, after which the
+    rest streams. ``check`` returns None to let the answer go, or the Respond to send
+    instead (the upstream's answer is then dropped)."""
+
+    __slots__ = ("check", "limit")
+
+    def __init__(self, limit: int, check: Callable[[bytes, bool], Respond | None]) -> None:
+        self.limit = limit
+        self.check = check
+
+    def __repr__(self) -> str:
+        return f"BodyCheck(limit={self.limit})"
 
 
 RequestPhase = Callable[[Context], "Respond | Wait | None"]

@@ -534,10 +534,12 @@ class Exchange(Context):
         "_body_waiter",
         "_continued",
         "_head_cache",
+        "_held",
         "_out",
         "_replay",
         "_resp_framing",
         "_tried",
+        "_until_close",
         "_up_out",
         "_up_start",
         "body_complete",
@@ -579,6 +581,7 @@ class Exchange(Context):
         self.scratch = None
         self.body = b""  # unused: read_body reads from the client
         self.refuse = None
+        self.hold = None
         # exchange state
         self.waiting: asyncio.Future[Respond | Wait | None] | asyncio.TimerHandle | None = None
         self._body_waiter: tuple[asyncio.Future[bytes], int] | None = None
@@ -600,6 +603,8 @@ class Exchange(Context):
         self._body_buffered = 0
         self._replay: list[bytes] | tuple[bytes, ...] | None = None
         self._head_cache: bytes | None = None
+        self._held: bytearray | None = None
+        self._until_close = False
         self._out: list[bytes] | None = None
         self._up_out: list[bytes] | None = None
         self._resp_framing = self._body_framing = _NONE
@@ -1091,14 +1096,7 @@ class Exchange(Context):
                 # A response phase (the WAF) refused this answer: drop it and the
                 # upstream connection, and answer with the refusal instead.
                 self.refuse = None
-                up = self.upstream
-                if up is not None:
-                    self.upstream = None
-                    up.peer.active -= 1
-                    up.detach()
-                self.keep_alive = False
-                self.decided_by = refuse.decided_by or self.decided_by
-                self.respond(refuse)
+                self._refuse_answer(refuse)
                 return -1
         if length is None or chunked:
             # (the slow path does not report framing: read it again, rarely needed)
@@ -1132,13 +1130,51 @@ class Exchange(Context):
         else:
             parts.append(b"\r\n")
         self._resp_framing = framing
+        self._until_close = length is None and not chunked and framing != _NONE
         self.resp_started = True
         data = b"".join(parts)
         self.bytes_sent = len(data)
         self._out = [data]
+        hold = self.hold
+        if hold is not None:
+            # A response phase reads the body before the client sees any of the answer.
+            if framing == _NONE:
+                self.hold = None
+                refusal = hold.check(b"", True)
+                if refusal is not None:
+                    self._refuse_answer(refusal)
+                    return -1
+            else:
+                self._held = bytearray()
         if length is not None and not chunked and framing != _NONE:
             return int(length)
         return -1
+
+    def _refuse_answer(self, refusal: Respond) -> None:
+        """Drop the upstream's answer (nothing of it was sent) and its connection, and send
+        ``refusal`` instead."""
+        self._out = None
+        self._held = None
+        self.hold = None
+        self.resp_started = False
+        up = self.upstream
+        if up is not None:
+            self.upstream = None
+            up.peer.active -= 1
+            up.detach()
+        self.decided_by = refusal.decided_by or self.decided_by
+        self.respond(refusal)
+
+    def _check_held(self, complete: bool) -> Respond | None:
+        """Show the buffered body to the phase that holds the answer; it streams on
+        (None) or is refused."""
+        held = self._held
+        hold = self.hold
+        self._held = None
+        self.hold = None
+        if held is None or hold is None:
+            return None
+        return hold.check(bytes(held), complete)
 
     def _filtered_head(self, status: int, headers: Headers) -> list[bytes]:
         """Status line and end-to-end fields, with response phases applied (no framing)."""
@@ -1169,15 +1205,37 @@ class Exchange(Context):
             out.append(b"%x\r\n%b\r\n" % (len(data), data))
         else:
             out.append(data)
+        held = self._held
+        if held is not None:
+            held += data
+            hold = self.hold
+            if hold is not None and len(held) > hold.limit:
+                # Longer than the phase reads: it judges the first part, the rest streams.
+                refusal = self._check_held(False)
+                if refusal is not None:
+                    self._refuse_answer(refusal)
 
     def flush(self) -> None:
         """Write what one upstream read produced in one go (one send for head and body)."""
         out = self._out
-        if out:
+        if out and self._held is None:
             self._out = None
             self.write(out[0] if len(out) == 1 else b"".join(out))
 
     def upstream_done(self, conn: UpstreamConnection) -> None:
+        if self._held is not None:
+            refusal = self._check_held(True)
+            if refusal is not None:
+                # The answer was read whole: its connection can serve another request.
+                self.upstream = None
+                conn.peer.active -= 1
+                if self.body_complete:
+                    conn.release()
+                else:
+                    conn.close()
+                self.upstream_time = monotonic() - self._up_start
+                self._refuse_answer(refusal)
+                return
         out = self._out
         if self._resp_framing == _CHUNKED:
             if out is None:
@@ -1206,6 +1264,17 @@ class Exchange(Context):
             self.conn.exchange_done(self)
 
     def upstream_failed(self, conn: UpstreamConnection, reason: str, status: int) -> None:
+        if self._until_close and status == 502 and reason.endswith("connection"):
+            # The end of a body delimited by the close of the upstream connection
+            # (RFC 9112 6.3): a complete response, whatever the client's framing.
+            self.upstream_done(conn)
+            return
+        if self._held is not None:
+            # Nothing of this answer was sent: the client gets a clean error instead.
+            self._held = None
+            self.hold = None
+            self._out = None
+            self.resp_started = False
         self.flush()
         self.upstream = None
         peer = conn.peer
@@ -1215,12 +1284,6 @@ class Exchange(Context):
         if self.conn.current is not self:
             return
         if self.resp_started:
-            if self._resp_framing == _CLOSE and status == 502 and reason.endswith("connection"):
-                # End of a response delimited by the close of the upstream connection.
-                self.upstream_time = monotonic() - self._up_start
-                self.keep_alive = False
-                self.conn.exchange_done(self)
-                return
             log.warning(
                 "upstream %s %s: %s after the response began", group.plan.name, peer.label, reason
             )

@@ -121,6 +121,8 @@ class UpstreamConnection:
                 data = data[:left]
                 self._stopped = True  # bytes after the response: never reuse this one
             ex.upstream_body(data)
+            if self.ex is not ex:
+                return  # the exchange dropped this answer (a response phase refused it)
             # The parser was left mid-body: the next response starts on a fresh one.
             self.parser = httptools.HttpResponseParser(self)
             self.ex = None

@@ -302,6 +302,14 @@ class Scripted:
     ) -> Verdict:
         return self._step("response_headers")
 
+    @property
+    def response_body_wanted(self) -> bool:
+        return False
+
+    @property
+    def response_body_limit(self) -> int:
+        return 0
+
     def append_response_body(self, chunk: bytes) -> Verdict:
         return self._step("append_response_body")
 

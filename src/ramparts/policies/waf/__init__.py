@@ -31,10 +31,10 @@ processes::
         if verdict.blocked:
             return verdict.respond()                  # Respond(403, decided_by=waf:949110)
         ...                                           # upstream
-        body = buffered if engine.wants_response_body(status, resp_headers) else None
-        verdict = await loop.run_in_executor(
-            pool, inspect_response, txn, status, "1.1", resp_headers, body
-        )
+        verdict = txn.process_response_headers(status, "1.1", resp_headers)
+        # if txn.response_body_wanted: hold the answer, buffer up to
+        # txn.response_body_limit bytes of its body, then:
+        verdict = inspect_response_body(txn, body)   # b"" when not buffered
         if verdict.blocked: ...                       # answer verdict.status instead
         outcome = await loop.run_in_executor(pool, txn.finish)   # log phase, always
         # outcome.rule_ids, outcome.inbound_score, outcome.outbound_score, outcome.blocked
@@ -52,6 +52,7 @@ from .engine import (
     WafTransaction,
     inspect_request,
     inspect_response,
+    inspect_response_body,
 )
 from .modsec import ModSecurityEngine, ModSecurityTransaction, modsecurity_version
 from .policy import (
@@ -87,6 +88,7 @@ __all__ = [
     "find_crs",
     "inspect_request",
     "inspect_response",
+    "inspect_response_body",
     "modsecurity_version",
     "parse_rule_ids",
 ]

@@ -36,6 +36,7 @@ __all__ = [
     "WafTransaction",
     "inspect_request",
     "inspect_response",
+    "inspect_response_body",
 ]
 
 
@@ -169,6 +170,19 @@ class WafTransaction(Protocol):
         self, status: int, version: str, headers: Iterable[tuple[bytes, bytes]]
     ) -> Verdict: ...
 
+    @property
+    def response_body_wanted(self) -> bool:
+        """After ``process_response_headers``: whether the engine inspects this response's
+        body (its media type is inspected and response bodies are on), so the shell
+        should buffer it before sending; the head is inspected either way."""
+        ...
+
+    @property
+    def response_body_limit(self) -> int:
+        """Bytes of a response body the engine inspects; a longer one is inspected in
+        part and the rest streams uninspected."""
+        ...
+
     def append_response_body(self, chunk: bytes) -> Verdict: ...
 
     def process_response_body(self) -> Verdict: ...
@@ -241,6 +255,13 @@ def inspect_response(
     verdict = txn.process_response_headers(status, version, headers)
     if verdict.status:
         return verdict
+    return inspect_response_body(txn, body or b"")
+
+
+def inspect_response_body(txn: WafTransaction, body: bytes) -> Verdict:
+    """The response body (the whole of it, or its first part when it is longer than the
+    engine inspects), then the response-body phase, which also judges the outbound anomaly
+    score; for a body not inspected pass ``b""``. CPU work only."""
     if body:
         verdict = txn.append_response_body(body)
         if verdict.status:

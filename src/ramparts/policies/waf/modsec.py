@@ -551,6 +551,14 @@ class ModSecurityTransaction:
         self._txn.process_response_headers(status, "HTTP/" + version)
         return self._check()
 
+    @property
+    def response_body_wanted(self) -> bool:
+        return self._response_inspected
+
+    @property
+    def response_body_limit(self) -> int:
+        return self._engine.policy.response_body.limit
+
     def append_response_body(self, chunk: bytes) -> Verdict:
         if self._verdict.status:
             return self._verdict

@@ -1,10 +1,11 @@
 """A small, fast HTTP/1.1 origin for trials, tests and benchmarks (`ramparts origin`).
 
-Routes: ``/`` a 13-byte greeting; ``/bytes/N`` N bytes; ``/echo`` the request as JSON
-(method, target, headers, body length and SHA-256); ``/status/N``; ``/slow/MS`` (answer
-after MS milliseconds); ``/chunked/N`` N chunks of 1 KiB; ``/headers/...`` answers with an
-Express-like ``X-Powered-By`` and ``Server``; ``/close`` answers and closes; ``/reset``
-resets the connection mid-body. Anything else: the echo.
+Routes: ``/`` a 13-byte greeting; ``/bytes/N`` N bytes; ``/html/N`` an N-byte HTML page;
+``/echo`` the request as JSON (method, target, headers, body length and SHA-256);
+``/status/N``; ``/slow/MS`` (answer after MS milliseconds); ``/chunked/N`` N chunks of
+1 KiB; ``/headers/...`` answers with an Express-like ``X-Powered-By`` and ``Server``;
+``/close`` answers and closes; ``/reset`` resets the connection mid-body. Anything else:
+the echo.
 """
 
 from __future__ import annotations
@@ -21,6 +22,17 @@ __all__ = ["OriginProtocol", "serve_origin"]
 
 _HELLO = b"Hello, world\n"
 _BLOBS: dict[int, bytes] = {}
+
+
+_PARAGRAPH = (
+    b"<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor "
+    b'incididunt ut labore et dolore magna aliqua. <a href="/docs?page=2">more</a></p>\n'
+)
+
+
+def _page(n: int) -> bytes:
+    """``n`` bytes of an ordinary HTML page (for response inspection)."""
+    return (_PARAGRAPH * (n // len(_PARAGRAPH) + 1))[:n]
 
 
 def _blob(n: int) -> bytes:
@@ -96,6 +108,14 @@ class OriginProtocol(asyncio.Protocol):
                 b"Content-Length: %d\r\n\r\n" % n
             )
             t.write(_blob(n))
+            return
+        if path.startswith(b"/html/"):
+            n = int(path[6:] or b"0")
+            t.write(
+                b"HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n"
+                b"Content-Length: %d\r\n\r\n" % n
+            )
+            t.write(_page(n))
             return
         if path.startswith(b"/status/"):
             code = int(path[8:])

@@ -39,6 +39,9 @@ SQL_ERROR = (
 )
 LIMIT = 4096
 PAGE = b"<html><body>" + b"<p>ordinary text</p>" * 40 + b"</body></html>"
+# past the size the gateway inspects on its event loop: inspected in a process
+BIG = b"<html><body>" + b"<p>a long page of ordinary text</p>\n" * 6000 + b"</body></html>"
+BIG_LIMIT = 512 * 1024
 
 
 def _chunked(body: bytes, size: int = 100) -> bytes:
@@ -86,6 +89,15 @@ def _answer(path: str) -> tuple[bytes, bool]:
             html,
             _chunked(body, 1000),
         ), False
+    if path in ("/big", "/big-leak"):
+        body = BIG if path == "/big" else BIG[:-14] + SECRET + BIG[-14:]
+        return b"HTTP/1.1 200 OK\r\n%bContent-Length: %d\r\n\r\n%b" % (html, len(body), body), False
+    if path == "/big-leak-chunked":
+        body = BIG[:-14] + SECRET + BIG[-14:]
+        return b"HTTP/1.1 200 OK\r\n%bTransfer-Encoding: chunked\r\n\r\n%b" % (
+            html,
+            _chunked(body, 8192),
+        ), False
     if path == "/sql-error":
         return b"HTTP/1.1 500 Internal Server Error\r\n%bContent-Length: %d\r\n\r\n%b" % (
             html,
@@ -124,6 +136,20 @@ class _Handler(socketserver.BaseRequestHandler):
                 buf += data
             head, _, buf = buf.partition(b"\r\n\r\n")
             method, path = head.split(b" ", 2)[:2]
+            length = 0
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                if name.strip().lower() == b"content-length":
+                    length = int(value)
+            while len(buf) < length:  # the request body: read and dropped
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buf += data
+            buf = buf[length:]
             self.server.origin.requests.append(path.decode())
             answer, close = _answer(path.decode().split("?", 1)[0])
             if method == b"HEAD":
@@ -161,6 +187,7 @@ class Setup:
     port: int  # blocking, the CRS and the secret rule
     detect: int  # the same in detection-only mode
     crs: int  # the Core Rule Set at paranoia 1, blocking
+    big: int  # blocking, the secret rule, the default 512 KB limit
     log: Path
     origin: Origin
 
@@ -168,7 +195,7 @@ class Setup:
 @pytest.fixture(scope="module")
 def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     tmp = tmp_path_factory.mktemp("waf-resp-body")
-    port, detect, crs = free_port(), free_port(), free_port()
+    port, detect, crs, big = free_port(), free_port(), free_port(), free_port()
     log = tmp / "access.log"
     with canned_origin() as origin:
 
@@ -198,11 +225,12 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
                 server(port, {"mode": "on", **own}),
                 server(detect, {"mode": "detection_only", **own}),
                 server(crs, {"mode": "on", "response_body": True}),
+                server(big, {"mode": "on", "rules": [SECRET_RULE], "response_body": True}),
             ],
         }
-        proc = start_gateway(tmp, json.dumps(config), [port, detect, crs])
+        proc = start_gateway(tmp, json.dumps(config), [port, detect, crs, big])
         with running(proc):
-            yield Setup(port, detect, crs, log, origin)
+            yield Setup(port, detect, crs, big, log, origin)
 
 
 def marked(path: str) -> tuple[str, str]:
@@ -291,3 +319,47 @@ def test_the_crs_refuses_an_sql_error_page(gw: Setup) -> None:
     assert rec["decided_by"] == "waf:959100"
     ok = get(gw.crs, "/clean")
     assert ok.status == 200 and ok.body == PAGE
+
+
+@pytest.mark.parametrize("path", ["/big-leak", "/big-leak-chunked"])
+def test_a_long_body_is_judged_in_a_process(gw: Setup, path: str) -> None:
+    """A body past WAF_INLINE_RESPONSE goes to an inspection process (its transaction
+    replays the request there); the answer still waits for the verdict, and the rule
+    that refused it is logged with the exchange."""
+    assert len(BIG) > 16384
+    target, mark = marked(path)
+    r = get(gw.big, target)
+    assert r.status == 502 and SECRET not in r.body
+    rec = record(gw.log, mark)
+    assert rec["decided_by"] == "waf:10020" and 10020 in rec["waf_rules"]  # type: ignore[operator]
+
+
+def test_a_long_clean_body_arrives_intact(gw: Setup) -> None:
+    got = keepalive_get(gw.big, ["/big", "/big-leak", "/big"])
+    assert [r.status for r in got] == [200, 502, 200]
+    assert got[0].body == BIG and got[2].body == BIG
+
+
+def _post(port: int, path: str, body: bytes) -> Response:
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: t\r\nContent-Type: application/x-www-form-urlencoded"
+        f"\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    return exchange(port, head.encode() + body)
+
+
+@pytest.mark.parametrize("path", ["/leak", "/big-leak"])
+def test_the_response_to_a_request_inspected_in_a_process_is_inspected(
+    gw: Setup, path: str
+) -> None:
+    """A request body past WAF_INLINE_BODY is inspected in a process; its response is
+    then judged there too, on a transaction of its own."""
+    form = b"comment=" + b"a+plain+remark+" * 1000
+    assert len(form) > 8192
+    target, mark = marked(path)
+    r = _post(gw.big, target, form)
+    assert r.status == 502 and SECRET not in r.body
+    rec = record(gw.log, mark)
+    assert rec["decided_by"] == "waf:10020"
+    ok = _post(gw.big, "/big", form)
+    assert ok.status == 200 and ok.body == BIG

@@ -19,7 +19,7 @@ import os
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor
-from functools import partial
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,6 @@ from ..policies.waf import (
     Connection,
     Exclusion,
     ModSecurityEngine,
-    ModSecurityTransaction,
     OverLimit,
     RequestBodyInspection,
     ResponseBodyInspection,
@@ -59,6 +58,7 @@ from ..policies.waf import (
     WafPolicy,
     WafTransaction,
     inspect_request,
+    inspect_response,
     inspect_response_body,
     parse_rule_ids,
 )
@@ -86,7 +86,8 @@ Where = tuple[str | int, ...]
 
 _FORBIDDEN = b"403 Forbidden\n"
 
-InspectFn = Callable[[Any], Awaitable[tuple[Any, Any]]]
+# runs fn(job) in an inspection process: fn is inspect_whole or inspect_exchange
+InspectFn = Callable[[Callable[[Any], Any], Any], Awaitable[tuple[Any, Any]]]
 RunBlocking = Callable[[Callable[[], AuthResult]], Awaitable[AuthResult]]
 FetchHead = Callable[[Subrequest], Awaitable[tuple[int, Headers]]]
 
@@ -620,6 +621,15 @@ def waf_warm_up() -> None:
     """Nothing: submitted once so that a new inspection pool forks its processes now."""
 
 
+#: Response bodies of at most this many bytes are inspected on the event loop (the CRS
+#: takes about 0.1 ms a kilobyte: 50 ms for a 512 KB page); longer ones in an inspection
+#: process, which runs the exchange again in a transaction of its own.
+WAF_INLINE_RESPONSE = 16384
+
+#: (the request as in Inspection, response status, response headers, response body)
+ResponseInspection = tuple[Inspection, int, list[tuple[bytes, bytes]], bytes]
+
+
 def _inspect(job: Inspection) -> tuple[WafTransaction, WafVerdict]:
     key, client_ip, client_port, server_ip, server_port, method, target, version, headers, body = (
         job
@@ -634,6 +644,128 @@ def inspect_whole(job: Inspection) -> tuple[WafVerdict, WafOutcome]:
     process that runs it."""
     txn, verdict = _inspect(job)
     return verdict, txn.finish()
+
+
+def inspect_exchange(job: ResponseInspection) -> tuple[WafVerdict, WafOutcome]:
+    """A response's inspection, in the process that runs it: a new transaction takes the
+    request again (it passed on the worker: the same rules decide the same way), then
+    the response head and body (``b""`` when its body is not inspected)."""
+    request, status, headers, body = job
+    txn, verdict = _inspect(request)
+    if not verdict.blocked:
+        verdict = inspect_response(txn, status, "1.1", headers, body)
+    return verdict, txn.finish()
+
+
+def _merge(request: WafOutcome, response: WafOutcome) -> WafOutcome:
+    """One exchange's outcome from its request's and, inspected apart, its response's:
+    the response side adds the rules of the response phases and the outbound score."""
+    seen = {m.rule_id for m in request.matches}
+    extra = tuple(m for m in response.matches if m.phase >= 3 and m.rule_id not in seen)
+    return replace(
+        request,
+        matches=request.matches + extra,
+        outbound_score=response.outbound_score,
+        verdict=response.verdict if response.blocked else request.verdict,
+        partial=request.partial or response.partial,
+    )
+
+
+class _WafExchange:
+    """One exchange's WAF state from its request phase to its response and its log line:
+    the transaction still open on the loop (``txn``), or, for a request inspected in a
+    process, that inspection's outcome; the request as an inspection job, for a response
+    inspected in a process; and that response inspection's outcome."""
+
+    __slots__ = (
+        "audit",
+        "body_wanted",
+        "engine",
+        "head",
+        "job",
+        "outcome",
+        "responded",
+        "response",
+        "runtime",
+        "txn",
+    )
+
+    def __init__(
+        self,
+        engine: ModSecurityEngine,
+        runtime: PolicyRuntime,
+        audit: Path | None,
+        job: Inspection,
+        txn: WafTransaction | None,
+        outcome: WafOutcome | None,
+    ) -> None:
+        self.engine = engine
+        self.runtime = runtime
+        self.audit = audit
+        self.job = job
+        self.txn = txn
+        self.outcome = outcome
+        self.response: WafOutcome | None = None
+        self.responded = False
+        self.head: tuple[int, list[tuple[bytes, bytes]]] = (0, [])
+        self.body_wanted = False
+
+    def note(self, ctx: Context) -> None:
+        """When the exchange ends: what the WAF found, into the logs."""
+        outcome = self.txn.finish() if self.txn is not None else self.outcome
+        if outcome is None:
+            return
+        if self.response is not None:
+            outcome = _merge(outcome, self.response)
+        _note_waf(ctx, outcome, self.audit)
+
+    def respond(self, ctx: Context, status: int, headers: Headers) -> None:
+        """The upstream's response head: judged now, or held for its body (``ctx.hold``)
+        when the body is inspected or the request was inspected in a process."""
+        self.responded = True
+        txn = self.txn
+        if txn is not None:
+            verdict = txn.process_response_headers(status, "1.1", headers)
+            if verdict.blocked:
+                ctx.refuse = verdict.respond()
+                return
+            if not txn.response_body_wanted:
+                verdict = inspect_response_body(txn, b"")
+                if verdict.blocked:
+                    ctx.refuse = verdict.respond()
+                return
+            self.body_wanted = True
+            limit = txn.response_body_limit
+        else:
+            # Its request went to a process: so does its response (head and body).
+            self.body_wanted = self.engine.wants_response_body(status, headers)
+            limit = self.engine.policy.response_body.limit if self.body_wanted else 0
+        self.head = (status, list(headers))
+        ctx.hold = BodyCheck(limit, self.check_body)
+
+    def check_body(self, body: bytes, complete: bool) -> Respond | Awaitable[Respond | None] | None:
+        """The held response body: a short one inspected here, in the transaction open
+        on the loop; a long one, or any of a request inspected in a process, in a
+        process."""
+        txn = self.txn
+        inspect = self.runtime.inspect
+        if txn is not None and (len(body) <= WAF_INLINE_RESPONSE or inspect is None):
+            verdict = inspect_response_body(txn, body)
+            return verdict.respond() if verdict.blocked else None
+        if inspect is None:
+            return None  # (no process: the request was inspected here, above)
+        status, headers = self.head
+        return self._remote(inspect, status, headers, body if self.body_wanted else b"")
+
+    async def _remote(
+        self, inspect: InspectFn, status: int, headers: list[tuple[bytes, bytes]], body: bytes
+    ) -> Respond | None:
+        remote: tuple[WafVerdict, WafOutcome] = await inspect(
+            inspect_exchange, (self.job, status, headers, body)
+        )
+        verdict, outcome = remote
+        self.response = outcome
+        return verdict.respond() if verdict.blocked else None
 
 
 def _waf_phase(
@@ -667,20 +799,27 @@ def _waf_phase(
             body = await body
         inspect = runtime.inspect
         if inspect is None or len(body) <= WAF_INLINE_BODY:
-            # On the loop: the transaction stays open for the response head, and ends
+            # On the loop: the transaction stays open for the response, and ends
             # (logged) when the exchange does.
-            txn, verdict = _inspect(job(ctx, body))
+            request = job(ctx, body)
+            txn, verdict = _inspect(request)
             if verdict.blocked:
                 _note_waf(ctx, txn.finish(), audit)
                 return verdict.respond()
-            ctx.scratch = txn
-            if ctx.cleanup is None:
-                ctx.cleanup = []
-            ctx.cleanup.append(lambda: _note_waf(ctx, txn.finish(), audit))
-            return None
-        verdict, outcome = await inspect(job(ctx, body))
-        _note_waf(ctx, outcome, audit)
-        return verdict.respond() if verdict.blocked else None
+            state = _WafExchange(engine, runtime, audit, request, txn, None)
+        else:
+            request = job(ctx, body)
+            remote: tuple[WafVerdict, WafOutcome] = await inspect(inspect_whole, request)
+            verdict, outcome = remote
+            if verdict.blocked:
+                _note_waf(ctx, outcome, audit)
+                return verdict.respond()
+            state = _WafExchange(engine, runtime, audit, request, None, outcome)
+        ctx.scratch = state
+        if ctx.cleanup is None:
+            ctx.cleanup = []
+        ctx.cleanup.append(lambda: state.note(ctx))
+        return None
 
     def waf(ctx: Context) -> Respond | Wait | None:
         req = ctx.request
@@ -774,22 +913,7 @@ def waf_response_phases(
 
 
 def _waf_response(ctx: Context, status: int, headers: Headers) -> None:
-    txn = ctx.scratch
-    if not isinstance(txn, ModSecurityTransaction) or ctx.upstream_status == 0:
-        return  # no open transaction (inspected in a process), or the gateway's own answer
-    # The transaction sees one response: not also the gateway's answer if it refuses this.
-    ctx.scratch = None
-    verdict = txn.process_response_headers(status, "1.1", headers)
-    if not verdict.blocked and txn.response_body_wanted:
-        # The body is inspected before any of the answer is sent.
-        ctx.hold = BodyCheck(txn.response_body_limit, partial(_waf_response_body, txn))
-        return
-    if not verdict.blocked:
-        verdict = inspect_response_body(txn, b"")
-    if verdict.blocked:
-        ctx.refuse = verdict.respond()
-
-
-def _waf_response_body(txn: ModSecurityTransaction, body: bytes, complete: bool) -> Respond | None:
-    verdict = inspect_response_body(txn, body)
-    return verdict.respond() if verdict.blocked else None
+    state = ctx.scratch
+    if type(state) is not _WafExchange or ctx.upstream_status == 0 or state.responded:
+        return  # no WAF here, the gateway's own answer, or its answer instead of a refusal
+    state.respond(ctx, status, headers)

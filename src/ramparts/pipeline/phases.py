@@ -48,17 +48,22 @@ class Wait:
         return f"Wait({what})"
 
 
+BodyJudge = Callable[[bytes, bool], "Respond | Awaitable[Respond | None] | None"]
+
+
 class BodyCheck:
     """A response phase's request to see the response body before the client does (the
     WAF's response-body rules). The shell holds the answer back, buffers at most
     ``limit`` bytes of its body and calls ``check`` once: with the whole body
     (``complete``), or with its first ``limit`` bytes when it is longer, after which the
-    rest streams. ``check`` returns None to let the answer go, or the Respond to send
-    instead (the upstream's answer is then dropped)."""
+    rest streams. ``check`` returns None to let the answer go, the Respond to send
+    instead (the upstream's answer is then dropped), or an awaitable of either (a long
+    inspection done elsewhere; the answer waits for it, and the upstream is not read
+    meanwhile)."""
 
     __slots__ = ("check", "limit")
 
-    def __init__(self, limit: int, check: Callable[[bytes, bool], Respond | None]) -> None:
+    def __init__(self, limit: int, check: BodyJudge) -> None:
         self.limit = limit
         self.check = check
 

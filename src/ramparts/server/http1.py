@@ -533,6 +533,7 @@ class Exchange(Context):
         "_body_framing",
         "_body_waiter",
         "_continued",
+        "_done_conn",
         "_head_cache",
         "_held",
         "_out",
@@ -604,6 +605,7 @@ class Exchange(Context):
         self._replay: list[bytes] | tuple[bytes, ...] | None = None
         self._head_cache: bytes | None = None
         self._held: bytearray | None = None
+        self._done_conn: UpstreamConnection | None = None
         self._until_close = False
         self._out: list[bytes] | None = None
         self._up_out: list[bytes] | None = None
@@ -1135,17 +1137,10 @@ class Exchange(Context):
         data = b"".join(parts)
         self.bytes_sent = len(data)
         self._out = [data]
-        hold = self.hold
-        if hold is not None:
-            # A response phase reads the body before the client sees any of the answer.
-            if framing == _NONE:
-                self.hold = None
-                refusal = hold.check(b"", True)
-                if refusal is not None:
-                    self._refuse_answer(refusal)
-                    return -1
-            else:
-                self._held = bytearray()
+        if self.hold is not None:
+            # A response phase reads the body before the client sees any of the answer
+            # (judged when the body ends, or when it passes the phase's limit).
+            self._held = bytearray()
         if length is not None and not chunked and framing != _NONE:
             return int(length)
         return -1
@@ -1165,16 +1160,68 @@ class Exchange(Context):
         self.decided_by = refusal.decided_by or self.decided_by
         self.respond(refusal)
 
-    def _check_held(self, complete: bool) -> Respond | None:
-        """Show the buffered body to the phase that holds the answer; it streams on
-        (None) or is refused."""
+    def _check_held(self, complete: bool) -> bool:
+        """Show the buffered body to the phase that holds the answer. True when the
+        answer may go on now; False when it was refused, or when the judgement is
+        awaited (``waiting``; ``_judged`` goes on)."""
         held = self._held
         hold = self.hold
         self._held = None
         self.hold = None
         if held is None or hold is None:
-            return None
-        return hold.check(bytes(held), complete)
+            return True
+        verdict = hold.check(bytes(held), complete)
+        if verdict is None:
+            return True
+        if type(verdict) is Respond:
+            self._refuse_held(verdict)
+            return False
+        fut = asyncio.ensure_future(verdict)  # type: ignore[arg-type]
+        self.waiting = fut  # type: ignore[assignment]
+        fut.add_done_callback(self._judged)
+        up = self.upstream
+        if up is not None and not complete:
+            up.pause_reading()  # the rest of the body waits in the socket meanwhile
+        return False
+
+    def _judged(self, fut: asyncio.Future[Respond | None]) -> None:
+        if self.waiting is not fut or fut.cancelled():
+            return  # the client or the upstream went away meanwhile
+        self.waiting = None
+        up = self.upstream
+        if up is not None:
+            up.resume_reading()  # (paused for a judgement on the first part of a body)
+        exc = fut.exception()
+        if exc is not None:
+            # Fail closed: an answer that could not be judged is not sent.
+            log.error("a response phase failed: %r", exc)
+            self._refuse_held(Respond(500, decided_by="gateway:phase-error"))
+            return
+        refusal = fut.result()
+        if refusal is not None:
+            self._refuse_held(refusal)
+            return
+        conn = self._done_conn
+        if conn is not None:
+            self._done_conn = None
+            self._complete(conn)
+            return
+        self.flush()
+
+    def _refuse_held(self, refusal: Respond) -> None:
+        """A held answer is refused: if the upstream had sent all of it, its connection
+        can serve another request; then the refusal goes out instead."""
+        conn = self._done_conn
+        if conn is not None:
+            self._done_conn = None
+            self.upstream = None
+            conn.peer.active -= 1
+            if self.body_complete:
+                conn.release()
+            else:
+                conn.close()
+            self.upstream_time = monotonic() - self._up_start
+        self._refuse_answer(refusal)
 
     def _filtered_head(self, status: int, headers: Headers) -> list[bytes]:
         """Status line and end-to-end fields, with response phases applied (no framing)."""
@@ -1211,31 +1258,26 @@ class Exchange(Context):
             hold = self.hold
             if hold is not None and len(held) > hold.limit:
                 # Longer than the phase reads: it judges the first part, the rest streams.
-                refusal = self._check_held(False)
-                if refusal is not None:
-                    self._refuse_answer(refusal)
+                self._check_held(False)
 
     def flush(self) -> None:
         """Write what one upstream read produced in one go (one send for head and body)."""
         out = self._out
-        if out and self._held is None:
+        if out and self._held is None and self.waiting is None:
             self._out = None
             self.write(out[0] if len(out) == 1 else b"".join(out))
 
     def upstream_done(self, conn: UpstreamConnection) -> None:
-        if self._held is not None:
-            refusal = self._check_held(True)
-            if refusal is not None:
-                # The answer was read whole: its connection can serve another request.
-                self.upstream = None
-                conn.peer.active -= 1
-                if self.body_complete:
-                    conn.release()
-                else:
-                    conn.close()
-                self.upstream_time = monotonic() - self._up_start
-                self._refuse_answer(refusal)
+        if self._held is not None or self.waiting is not None:
+            # A held answer: complete once judged (now, or when the judgement comes).
+            self._done_conn = conn
+            if self.waiting is not None or not self._check_held(True):
                 return
+            self._done_conn = None
+        self._complete(conn)
+
+    def _complete(self, conn: UpstreamConnection) -> None:
+        """The upstream's answer is whole and may go: send the rest and end."""
         out = self._out
         if self._resp_framing == _CHUNKED:
             if out is None:
@@ -1269,8 +1311,12 @@ class Exchange(Context):
             # (RFC 9112 6.3): a complete response, whatever the client's framing.
             self.upstream_done(conn)
             return
-        if self._held is not None:
-            # Nothing of this answer was sent: the client gets a clean error instead.
+        if self._held is not None or self.waiting is not None:
+            # Nothing of this held answer was sent: the client gets a clean error instead.
+            waiting = self.waiting
+            if waiting is not None:
+                self.waiting = None
+                waiting.cancel()
             self._held = None
             self.hold = None
             self._out = None

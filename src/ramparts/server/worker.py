@@ -11,13 +11,13 @@ import os
 import socket
 import struct
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, cast
 
 from ..config.plan import Plan, UpstreamPlan
-from ..config.policies import forget_waf_engines, inspect_whole, waf_warm_up
+from ..config.policies import forget_waf_engines, waf_warm_up
 from ..firewall.model import Action, Verdict, evaluate
 from ..http.headers import Headers
 from ..http.status import reason, status_line
@@ -111,8 +111,8 @@ class Worker:
         pool = self.waf_pool
         loop = self.loop
 
-        def inspect(job: Any) -> Awaitable[tuple[Any, Any]]:
-            return loop.run_in_executor(pool, inspect_whole, job)
+        def inspect(fn: Callable[[Any], Any], job: Any) -> Awaitable[tuple[Any, Any]]:
+            return loop.run_in_executor(pool, fn, job)
 
         plan.policy.inspect = inspect
 

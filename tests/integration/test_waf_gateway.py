@@ -530,6 +530,18 @@ def test_expect_100_continue(gw: Setup) -> None:
     with connect(gw.port) as s:
         s.sendall(head)
         assert read_response(s, bytearray()).status == 413
+    # A rule of the request-headers phase refuses before the body: no 100, no body read.
+    # (The CRS 3 judges its anomaly score in the body phase, so its refusals come after.)
+    mark = gw.rec.snapshot()
+    head = (
+        f"POST /rules/h-{t} HTTP/1.1\r\nHost: localhost\r\nX-Debug-Override: yes\r\n"
+        f"Content-Type: {FORM}\r\nContent-Length: 21\r\nExpect: 100-continue\r\n\r\n"
+    ).encode()
+    with connect(gw.port) as s:
+        s.sendall(head)
+        first = read_response(s, bytearray())
+    assert first.status == 403
+    assert_not_forwarded(gw.port, gw.rec, mark)
 
 
 # -- keep-alive and pipelining -----------------------------------------------------------

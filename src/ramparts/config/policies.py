@@ -58,6 +58,8 @@ from ..policies.waf import (
     WafPolicy,
     WafTransaction,
     inspect_request,
+    inspect_request_body,
+    inspect_request_head,
     inspect_response,
     inspect_response_body,
     parse_rule_ids,
@@ -794,43 +796,64 @@ def _waf_phase(
             body,
         )
 
-    async def run(ctx: Context, body: bytes | Awaitable[bytes]) -> Respond | Wait | None:
-        if not isinstance(body, bytes):
-            body = await body
-        inspect = runtime.inspect
-        if inspect is None or len(body) <= WAF_INLINE_BODY:
-            # On the loop: the transaction stays open for the response, and ends
-            # (logged) when the exchange does.
-            request = job(ctx, body)
-            txn, verdict = _inspect(request)
-            if verdict.blocked:
-                _note_waf(ctx, txn.finish(), audit)
-                return verdict.respond()
-            state = _WafExchange(engine, runtime, audit, request, txn, None)
-        else:
-            request = job(ctx, body)
-            remote: tuple[WafVerdict, WafOutcome] = await inspect(inspect_whole, request)
-            verdict, outcome = remote
-            if verdict.blocked:
-                _note_waf(ctx, outcome, audit)
-                return verdict.respond()
-            state = _WafExchange(engine, runtime, audit, request, None, outcome)
+    def opened(
+        ctx: Context, request: Inspection, txn: WafTransaction | None, outcome: WafOutcome | None
+    ) -> None:
+        """The request passed: its WAF state waits for the response and the log line."""
+        state = _WafExchange(engine, runtime, audit, request, txn, outcome)
         ctx.scratch = state
         if ctx.cleanup is None:
             ctx.cleanup = []
         ctx.cleanup.append(lambda: state.note(ctx))
+
+    async def run(
+        ctx: Context, txn: WafTransaction, body: bytes | Awaitable[bytes]
+    ) -> Respond | Wait | None:
+        if not isinstance(body, bytes):
+            body = await body
+        inspect = runtime.inspect
+        if inspect is None or len(body) <= WAF_INLINE_BODY:
+            # On the loop, in the transaction that judged the head: it stays open for
+            # the response, and ends (logged) when the exchange does.
+            verdict = inspect_request_body(txn, body)
+            if verdict.blocked:
+                _note_waf(ctx, txn.finish(), audit)
+                return verdict.respond()
+            opened(ctx, job(ctx, body), txn, None)
+            return None
+        # A long body: the whole request, head again, in an inspection process.
+        txn.finish()
+        request = job(ctx, body)
+        remote: tuple[WafVerdict, WafOutcome] = await inspect(inspect_whole, request)
+        verdict, outcome = remote
+        if verdict.blocked:
+            _note_waf(ctx, outcome, audit)
+            return verdict.respond()
+        opened(ctx, request, None, outcome)
         return None
 
     def waf(ctx: Context) -> Respond | Wait | None:
         req = ctx.request
-        body: bytes | Awaitable[bytes] = b""
-        if req.chunked or req.content_length:
-            if not req.chunked and req.content_length >= limit:
-                verdict = engine.transaction().declare_request_body(req.content_length)
-                if verdict.blocked:
-                    return verdict.respond()  # 413 before the body is read
-            body = ctx.read_body(limit)
-        return Wait(awaitable=run(ctx, body))
+        txn = engine.transaction()
+        conn = Connection(ctx.client_ip, ctx.peer_port, ctx.local[0], ctx.local[1])
+        verdict = inspect_request_head(txn, conn, req.method, req.target, req.version, req.headers)
+        if verdict.blocked:
+            # Refused on its head: no byte of a body is read (nor a 100 Continue sent).
+            _note_waf(ctx, txn.finish(), audit)
+            return verdict.respond()
+        if not (req.chunked or req.content_length):
+            verdict = inspect_request_body(txn, b"")
+            if verdict.blocked:
+                _note_waf(ctx, txn.finish(), audit)
+                return verdict.respond()
+            opened(ctx, job(ctx, b""), txn, None)
+            return None
+        if not req.chunked and req.content_length >= limit:
+            verdict = txn.declare_request_body(req.content_length)
+            if verdict.blocked:
+                txn.finish()
+                return verdict.respond()  # 413 before the body is read
+        return Wait(awaitable=run(ctx, txn, ctx.read_body(limit)))
 
     return waf
 

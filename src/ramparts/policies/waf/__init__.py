@@ -51,6 +51,8 @@ from .engine import (
     WafMode,
     WafTransaction,
     inspect_request,
+    inspect_request_body,
+    inspect_request_head,
     inspect_response,
     inspect_response_body,
 )
@@ -87,6 +89,8 @@ __all__ = [
     "WafTransaction",
     "find_crs",
     "inspect_request",
+    "inspect_request_body",
+    "inspect_request_head",
     "inspect_response",
     "inspect_response_body",
     "modsecurity_version",

@@ -35,6 +35,8 @@ __all__ = [
     "WafMode",
     "WafTransaction",
     "inspect_request",
+    "inspect_request_body",
+    "inspect_request_head",
     "inspect_response",
     "inspect_response_body",
 ]
@@ -226,15 +228,34 @@ def inspect_request(
     """Every request step in one call: connection, request line, headers, body. CPU work
     only, for a worker thread. ``body`` is what the shell buffered: the whole body, or
     its first ``request_body_limit + 1`` bytes when it is longer."""
+    verdict = inspect_request_head(txn, conn, method, target, version, headers)
+    if verdict.status:
+        return verdict
+    return inspect_request_body(txn, body)
+
+
+def inspect_request_head(
+    txn: WafTransaction,
+    conn: Connection,
+    method: bytes,
+    target: bytes,
+    version: str,
+    headers: Iterable[tuple[bytes, bytes]],
+) -> Verdict:
+    """The request steps before its body: connection, request line, headers (a refusal
+    here needs no byte of the body, nor a 100 Continue)."""
     verdict = txn.process_connection(conn)
     if verdict.status:
         return verdict
     verdict = txn.process_uri(method, target, version)
     if verdict.status:
         return verdict
-    verdict = txn.process_request_headers(headers)
-    if verdict.status:
-        return verdict
+    return txn.process_request_headers(headers)
+
+
+def inspect_request_body(txn: WafTransaction, body: bytes) -> Verdict:
+    """The request body (``b""`` for none) and the request-body phase, which runs even
+    without a body: it is where the CRS judges the inbound anomaly score."""
     if body:
         verdict = txn.append_request_body(body)
         if verdict.status:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -241,6 +242,261 @@ def _cmd_fw_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export_nftables(rs: RuleSet, args: argparse.Namespace) -> str:
+    from .firewall.formats.nftables import render_nftables
+
+    return render_nftables(
+        rs, table=args.table, hook=args.hook, family=args.family, counters=args.counters
+    )
+
+
+def _export_iptables(rs: RuleSet, args: argparse.Namespace) -> str:
+    """iptables-restore (IPv4) or ip6tables-restore (IPv6) input for the --hook chain."""
+    from .firewall.formats.iptables import render_iptables_restore
+
+    return render_iptables_restore(rs, args.hook.upper(), 6 if args.to == "ip6tables" else 4)
+
+
+# ``fw export --to NAME``: the render function of each target (one line per target).
+_EXPORTERS: dict[str, Callable[[RuleSet, argparse.Namespace], str]] = {
+    "nftables": _export_nftables,
+    "iptables": _export_iptables,
+    "ip6tables": _export_iptables,
+}
+
+
+def _cmd_fw_export(args: argparse.Namespace) -> int:
+    try:
+        text = _EXPORTERS[args.to](_load_rules(args, args.rules), args)
+    except (ConfigError, ValueError) as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 1
+    if args.output in (None, "-"):
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text)
+    return 0
+
+
+def _cmd_fw_apply(args: argparse.Namespace) -> int:
+    from .firewall.kernel import apply
+
+    try:
+        result = apply(
+            _load_rules(args, args.rules),
+            table=args.table,
+            hook=args.hook,
+            family=args.family,
+            netns=args.netns,
+            dry_run=args.dry_run,
+            counters=args.counters,
+            saved=Path(args.saved),
+        )
+    except (RampartsError, ValueError) as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0
+
+
+def _cmd_fw_rollback(args: argparse.Namespace) -> int:
+    from .firewall.kernel import rollback
+
+    try:
+        result = rollback(Path(args.saved), netns=args.netns)
+    except RampartsError as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 1
+    print(result.summary())
+    return 0
+
+
+def _add_fw_nftables(fsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """fw export, fw apply, fw rollback."""
+    from .firewall.kernel import DEFAULT_SAVED
+
+    def chain_args(q: argparse.ArgumentParser) -> None:
+        q.add_argument("--table", default="ramparts", help="the nft table (default ramparts)")
+        q.add_argument(
+            "--hook", choices=["input", "forward", "output"], default="input", help="(input)"
+        )
+        q.add_argument("--family", choices=["inet", "ip", "ip6"], default="inet", help="(inet)")
+        q.add_argument("--counters", action="store_true", help="a counter on every rule")
+
+    x = fsub.add_parser("export", help="write a rule file in another firewall's language")
+    _rules_arg(x)
+    x.add_argument("--to", required=True, choices=sorted(_EXPORTERS), help="the target")
+    x.add_argument("-o", "--output", default=None, help="write here instead of stdout")
+    chain_args(x)
+    x.set_defaults(func=_cmd_fw_export)
+
+    a = fsub.add_parser(
+        "apply",
+        help="load a rule file into nftables (one table, one transaction, rolled back on failure)",
+    )
+    _rules_arg(a)
+    chain_args(a)
+    a.add_argument(
+        "--dry-run", action="store_true", help="let nft check it (nft -c); change nothing"
+    )
+    a.add_argument("--netns", default=None, help="apply inside this network namespace")
+    a.add_argument(
+        "--saved",
+        default=str(DEFAULT_SAVED),
+        help=f"keep the previous table here ({DEFAULT_SAVED})",
+    )
+    a.set_defaults(func=_cmd_fw_apply)
+
+    b = fsub.add_parser("rollback", help="put back the table the last fw apply replaced")
+    b.add_argument("--saved", default=str(DEFAULT_SAVED), help=f"the kept table ({DEFAULT_SAVED})")
+    b.add_argument("--netns", default=None, help="(default: the namespace it was saved from)")
+    b.set_defaults(func=_cmd_fw_rollback)
+
+
+# -- ramparts fw lint / fw diff: policy analysis -------------------------------------------
+
+
+def _fail_on(text: str) -> frozenset[str]:
+    from .firewall.analysis import KINDS
+
+    words = {w.strip() for w in text.split(",") if w.strip()}
+    if words <= {"none"}:
+        return frozenset()
+    if words == {"all"}:
+        return frozenset(KINDS)
+    unknown = sorted(words - set(KINDS))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown kind {', '.join(unknown)} (kinds: {', '.join(KINDS)}; all; none)"
+        )
+    return frozenset(words)
+
+
+def _emit(text: str, output: str | None, summary: str) -> None:
+    """The report on stdout, or into ``output`` with ``summary`` on stdout."""
+    if output is None:
+        sys.stdout.write(text)
+        return
+    Path(output).write_text(text, encoding="utf-8")
+    print(f"{summary}; wrote {output}")
+
+
+def _cmd_fw_lint(args: argparse.Namespace) -> int:
+    from .firewall.analysis import lint
+    from .firewall.report import lint_json, lint_sarif, lint_summary, lint_text
+
+    try:
+        rs = _load_rules(args, args.rules)
+    except (RampartsError, ValueError) as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 2
+    result = lint(rs, budget=args.budget)
+    if args.output_format == "json":
+        text = lint_json(result)
+    elif args.output_format == "sarif":
+        text = lint_sarif(result, args.rules)
+    else:
+        text = lint_text(result, args.rules)
+    try:
+        _emit(text, args.output, lint_summary(result, args.rules))
+    except OSError as exc:
+        print(f"ramparts: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return 1 if any(f.kind in args.fail_on for f in result.findings) else 0
+
+
+def _cmd_fw_diff(args: argparse.Namespace) -> int:
+    from .firewall.diff import DiffBudgetError, diff
+    from .firewall.report import diff_json, diff_text
+
+    try:
+        old = _load_rules(args, args.old)
+        new = _load_rules(args, args.new)
+        result = diff(old, new, budget=args.budget)
+    except DiffBudgetError as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 2
+    except (RampartsError, ValueError) as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 2
+    if args.output_format == "json":
+        text = diff_json(result)
+    else:
+        text = diff_text(result, args.old, args.new)
+    count = len(result.regions)
+    try:
+        _emit(text, args.output, f"{count} region(s) changed verdict")
+    except OSError as exc:
+        print(f"ramparts: cannot write {args.output}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    return 1 if result.changed else 0
+
+
+def _add_fw_analysis(fsub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """fw lint, fw diff."""
+    from .firewall.analysis import DEFAULT_BUDGET, KINDS
+    from .firewall.diff import DEFAULT_DIFF_BUDGET
+
+    lt = fsub.add_parser(
+        "lint",
+        help="find shadowed, redundant, correlated and unreachable rules, with witnesses",
+        description=(
+            "Anomalies of an ordered rule set (Al-Shaer and Hamed's taxonomy, exact), each "
+            "with a witness packet. Exit 1 when a finding of a --fail-on kind exists, 0 "
+            "otherwise, 2 on bad input. See docs/firewall-analysis.md."
+        ),
+    )
+    _rules_arg(lt)
+    lt.add_argument(
+        "--output-format",
+        choices=["text", "json", "sarif"],
+        default="text",
+        help="the report: a text table (default), JSON, or SARIF 2.1.0 for code scanning",
+    )
+    lt.add_argument("-o", "--output", default=None, help="write the report here, not stdout")
+    lt.add_argument(
+        "--fail-on",
+        type=_fail_on,
+        default=_fail_on("shadowing,partial-shadowing"),
+        metavar="KINDS",
+        help=(
+            "comma-separated kinds that make the exit code 1 (default: shadowing,"
+            f"partial-shadowing; all; none). Kinds: {', '.join(KINDS)}"
+        ),
+    )
+    lt.add_argument(
+        "--budget",
+        type=int,
+        default=DEFAULT_BUDGET,
+        help=f"box splits per union question before it is reported undecided ({DEFAULT_BUDGET})",
+    )
+    lt.set_defaults(func=_cmd_fw_lint)
+
+    d = fsub.add_parser(
+        "diff",
+        help="the packets whose verdict changed between two rule sets",
+        description=(
+            "The regions of packet space that OLD and NEW decide differently, each with an "
+            "example packet and the rule deciding before and after. Exit 1 when anything "
+            "changed, 0 when nothing did, 2 on bad input (or when the diff does not finish "
+            "within --budget). See docs/firewall-analysis.md."
+        ),
+    )
+    _rules_arg(d, "old")
+    d.add_argument("new", help="the new rule file (read with the same --format and --select)")
+    d.add_argument(
+        "--output-format", choices=["text", "json"], default="text", help="(default: text)"
+    )
+    d.add_argument("-o", "--output", default=None, help="write the report here, not stdout")
+    d.add_argument(
+        "--budget",
+        type=int,
+        default=DEFAULT_DIFF_BUDGET,
+        help=f"boxes examined before giving up ({DEFAULT_DIFF_BUDGET})",
+    )
+    d.set_defaults(func=_cmd_fw_diff)
+
+
 def _add_fw(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     fw = sub.add_parser("fw", help="the L3/L4 firewall: check, evaluate, replay, classify")
     fsub = fw.add_subparsers(dest="fw_command", required=True)
@@ -278,6 +534,76 @@ def _add_fw(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     k.add_argument("--format", choices=["classbench"], default="classbench")
     k.add_argument("--reference", action="store_true", help="also time the linear reference")
     k.set_defaults(func=_cmd_fw_classify)
+    _add_fw_nftables(fsub)
+    _add_fw_analysis(fsub)
+
+
+# -- ramparts cloud ---------------------------------------------------------------------
+
+
+def _cmd_cloud_trace(args: argparse.Namespace) -> int:
+    from .firewall.cloud import load_topology, trace
+
+    try:
+        topology = load_topology(args.topology)
+        result = trace(topology, args.src, args.dst, args.proto, args.port, args.sport)
+    except (ConfigError, ValueError) as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 2
+    if args.output == "json":
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        print(result.render())
+    return 0 if result.ok else 1
+
+
+def _cmd_cloud_lint(args: argparse.Namespace) -> int:
+    from .firewall.cloud import load_topology
+    from .firewall.cloud.lint import lint
+
+    try:
+        findings = lint(load_topology(args.topology))
+    except ConfigError as exc:
+        print(f"ramparts: {exc}", file=sys.stderr)
+        return 2
+    if args.output == "json":
+        print(json.dumps([f.to_json() for f in findings], indent=2))
+    else:
+        for f in findings:
+            print(f.render())
+        serious = sum(f.severity != "info" for f in findings)
+        print(f"{args.topology}: {serious} finding(s)" + (", ok" if not serious else ""))
+    return 1 if any(f.severity != "info" for f in findings) else 0
+
+
+def _add_cloud(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    cloud = sub.add_parser("cloud", help="AWS security groups and network ACLs: trace, lint")
+    csub = cloud.add_subparsers(dest="cloud_command", required=True)
+
+    t = csub.add_parser(
+        "trace",
+        help="follow a connection and its reply through ACLs and security groups",
+        description="Exit 0 when the connection works, 1 when it does not, 2 on bad input.",
+    )
+    t.add_argument("topology", help="the topology file (YAML; see docs/cloud.md)")
+    t.add_argument("--from", dest="src", required=True, help="an instance name or an address")
+    t.add_argument("--to", dest="dst", required=True, help="an instance name or an address")
+    t.add_argument("--port", type=int, default=None, help="the service port (tcp, udp)")
+    t.add_argument("--proto", default="tcp", help="tcp (default), udp, icmp, icmpv6, a number")
+    t.add_argument(
+        "--sport", type=int, default=None, help="the client's port (default: 32768-60999)"
+    )
+    t.add_argument("--format", dest="output", choices=["text", "json"], default="text")
+    t.set_defaults(func=_cmd_cloud_trace)
+
+    lt = csub.add_parser(
+        "lint",
+        help="check a topology: world-open admin ports, ACLs that drop replies, ...",
+        description="Exit 0 with no finding (notes aside), 1 with findings, 2 on bad input.",
+    )
+    lt.add_argument("topology", help="the topology file (YAML; see docs/cloud.md)")
+    lt.add_argument("--format", dest="output", choices=["text", "json"], default="text")
+    lt.set_defaults(func=_cmd_cloud_lint)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -335,6 +661,7 @@ def build_parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=_cmd_bans)
 
     _add_fw(sub)
+    _add_cloud(sub)
     return p
 
 

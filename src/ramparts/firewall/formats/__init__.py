@@ -13,6 +13,10 @@ from pathlib import Path
 
 from ...errors import ConfigError
 from ..model import RuleSet
+from .aws import load_aws
+from .iptables import load_iptables
+from .nftables import load_nftables
+from .terraform import load_terraform
 
 __all__ = ["FORMATS", "detect_format", "load_rules"]
 
@@ -34,18 +38,26 @@ def _native(path: Path, select: str | None) -> RuleSet:
 FORMATS: dict[str, Loader] = {
     "yaml": _native,
     "csv": _native,
+    "aws": load_aws,
+    "terraform": load_terraform,
+    "nftables": load_nftables,
+    "iptables": load_iptables,
 }
 
 
 def detect_format(path: Path) -> str:
     """The format of ``path`` from its extension, or from its first bytes."""
     suffix = path.suffix.lower()
+    if path.is_dir() and "terraform" in FORMATS and any(path.glob("*.tf")):
+        return "terraform"
     if suffix in (".yaml", ".yml"):
         return "yaml"
     if suffix == ".csv":
         return "csv"
     if suffix == ".tf" and "terraform" in FORMATS:
         return "terraform"
+    if suffix in (".v4", ".v6") and "iptables" in FORMATS:  # iptables-persistent's rules.v4
+        return "iptables"
     try:
         head = path.read_bytes()[:4096].decode("utf-8", "replace")
     except OSError as e:

@@ -11,7 +11,7 @@ STAMP := $(VENV)/.installed
 SOURCES := $(shell find src -name '*.py') setup.py pyproject.toml
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: venv run test lint typecheck unit sysdeps bench bench-proxy bench-fw bench-policies bench-waf bench-waf-stall waf-report docs clean pure
+.PHONY: venv run test lint typecheck unit sysdeps bench bench-proxy bench-fw bench-fw-analysis bench-policies bench-waf bench-waf-stall waf-report docs clean pure
 
 # The virtual environment with every dependency (runtime, tests, build). The compile step
 # type-checks against the dependencies, so they come first, with a plain-Python install.
@@ -64,7 +64,7 @@ unit: $(STAMP)
 test: $(STAMP) sysdeps lint typecheck
 	$(VENV)/bin/pytest -q
 
-bench: $(STAMP) sysdeps bench-proxy bench-policies bench-waf bench-fw
+bench: $(STAMP) sysdeps bench-proxy bench-policies bench-waf bench-fw bench-fw-analysis
 
 bench-proxy: $(STAMP) sysdeps
 	$(PY) bench/proxy.py

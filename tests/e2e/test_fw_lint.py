@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from ramparts.firewall.analysis import KINDS
+
 from ..support import ROOT
 
 EXAMPLES = ROOT / "examples" / "firewall"
@@ -32,6 +34,17 @@ def fw(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
         timeout=60,
         check=False,
     )
+
+
+def line_of(path: Path, text: str) -> int:
+    """The 1-based line of ``path`` that starts (after indentation) with ``text``."""
+    [line] = [
+        i for i, row in enumerate(path.read_text().splitlines(), 1) if row.strip().startswith(text)
+    ]
+    return line
+
+
+BAD_HOST_LINE = line_of(CLASSIC, "- id: block-bad-host")  # rule 4 of classic.yaml
 
 
 def lint_json(*args: str) -> tuple[int, list[dict[str, object]]]:
@@ -63,7 +76,7 @@ def test_scenario1_table() -> None:
     )
     assert lines[2].split() == ["RULE", "LINE", "KIND", "SEVERITY", "RULES", "WITNESS"]
     row = next(line for line in lines if "partial-shadowing" in line and " 2,4 " in line)
-    assert row.split()[:5] == ["4", "39", "partial-shadowing", "error", "2,4"]
+    assert row.split()[:5] == ["4", str(BAD_HOST_LINE), "partial-shadowing", "error", "2,4"]
     assert row.endswith("tcp 185.220.101.9:49152 -> 0.0.0.0:443")
 
 
@@ -109,6 +122,27 @@ def test_an_iptables_dump_names_its_own_lines(tmp_path: Path) -> None:
     assert fw("lint", str(DATA / "baseline.rules")).returncode == 0
 
 
+@pytest.mark.parametrize(
+    ("path", "extra"),
+    [
+        ("tests/data/firewall/nftables/host.json", []),
+        (
+            "tests/data/firewall/aws/network-acls.json",
+            ["--select", "acl-0f1e2d3c4b5a69788:ingress"],
+        ),
+    ],
+    ids=["nftables", "aws"],
+)
+def test_every_rule_format_is_read(path: str, extra: list[str]) -> None:
+    code, findings = lint_json(str(ROOT / path), *extra)
+    for f in findings:
+        assert isinstance(f["rules"], list) and f["kind"] in KINDS
+        assert f["witness"] is None or isinstance(f["witness"], dict)
+    assert code == (
+        1 if any(f["kind"] in ("shadowing", "partial-shadowing") for f in findings) else 0
+    )
+
+
 def test_sarif_for_code_scanning(tmp_path: Path) -> None:
     out = tmp_path / "lint.sarif"
     done = fw(
@@ -138,7 +172,7 @@ def test_sarif_for_code_scanning(tmp_path: Path) -> None:
         [loc] = r["locations"]
         physical = loc["physicalLocation"]
         assert physical["artifactLocation"]["uri"] == "examples/firewall/classic.yaml"
-        assert physical["region"]["startLine"] == 39  # rule 4, the shadowed deny
+        assert physical["region"]["startLine"] == BAD_HOST_LINE  # rule 4, the shadowed deny
         assert r["message"]["text"]
 
 

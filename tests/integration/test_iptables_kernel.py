@@ -7,7 +7,11 @@ as the oracle for syntax and round trips of formats/iptables.py:
   iptables-save gives back line for line; loaded back, it decides every packet as the
   rule set it came from (golden rule sets, and random ones);
 - the importer's tables of ICMP type names, protocol names and reject types agree with
-  the ones iptables itself resolves.
+  the ones iptables itself resolves;
+- the kernel decides as the flattened rule set: each golden file's chains run in a
+  router's FORWARD chain (tests/integration/nftlab.py: real packets crossing a namespace),
+  and for every probe the kernel's verdict (arrived, the reset or ICMP error it sent back,
+  or nothing) equals ``evaluate`` on the rule set ramparts flattened from the same text.
 
 Each test makes a namespace with a unique name and deletes it, even on failure. Nothing
 here touches the host's own tables.
@@ -15,9 +19,12 @@ here touches the host's own tables.
 
 from __future__ import annotations
 
+import random
 import subprocess
 import uuid
+import zlib
 from collections.abc import Iterator
+from dataclasses import replace
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -28,7 +35,8 @@ from ramparts.firewall.formats.iptables import (
     parse_iptables,
     render_iptables_restore,
 )
-from ramparts.firewall.model import Action, Rule, RuleSet
+from ramparts.firewall.model import Action, Rule, RuleSet, evaluate
+from ramparts.net import IPSet, PortRange
 
 from ..unit.firewall.formats.iptables_cases import (
     DATA,
@@ -39,6 +47,7 @@ from ..unit.firewall.formats.iptables_cases import (
     reject_kind,
     sample_packets,
 )
+from .nftlab import Lab, Probe, expected_reply, run
 
 TOOLS = {4: ("iptables-restore", "iptables-save"), 6: ("ip6tables-restore", "ip6tables-save")}
 
@@ -73,8 +82,21 @@ def save(ns: str, version: int = 4) -> str:
 
 
 def rules_only(text: str) -> list[str]:
-    """The table of a restore file or dump, without comment lines and counters."""
-    return [ln for ln in text.splitlines() if ln and not ln.startswith("#")]
+    """The table of a restore file or dump without its comment lines; a protocol the dump
+    names from /etc/protocols (``-p gre``) is written as the number we render (``-p 47``)."""
+    from ramparts.firewall.formats import iptables as ipt
+
+    def number(word: str) -> str:
+        keep = word in ipt._PROTOCOL_OUT.values() or word not in ipt._PROTOCOLS
+        return word if keep else str(ipt._PROTOCOLS[word])
+
+    out = []
+    for ln in text.splitlines():
+        if ln and not ln.startswith("#"):
+            words = ln.split(" ")
+            out.append(" ".join(number(w) if k and words[k - 1] == "-p" else w
+                                for k, w in enumerate(words)))  # fmt: skip
+    return out
 
 
 def same(a: RuleSet, b: RuleSet) -> bool:
@@ -146,7 +168,7 @@ def test_icmp_names_are_the_ones_iptables_resolves(netns: str) -> None:
         proto = "icmp" if version == 4 else "ipv6-icmp"
         text = _names_file(
             [
-                f"-A INPUT -p {proto} -m {module} {option} {n} -m comment --comment {n}"
+                f"-A INPUT -p {proto} -m {module} {option} {n} -m comment --comment {n} -j DROP"
                 for n in names
             ]
         )
@@ -187,3 +209,108 @@ def test_reject_types_are_the_ones_iptables_knows(netns: str) -> None:
         restore(
             netns, _names_file([f"-A INPUT -j REJECT --reject-with {n}" for n in refused]), version
         )
+
+
+# -- the kernel runs the chains: verdicts packet by packet ---------------------------------
+
+
+def as_forward(text: str) -> str:
+    """The filter table of ``text`` with its INPUT chain (and the user chains) run as the
+    FORWARD chain: probes cross the lab's router, so that is where they meet it."""
+    body = text.split("*filter\n", 1)[1].split("\nCOMMIT", 1)[0].splitlines()
+    out = ["*filter", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
+    for line in body:
+        if line.startswith((":FORWARD ", "-A FORWARD ", ":INPUT", ":OUTPUT", "-A OUTPUT ")):
+            if line.startswith(":INPUT"):
+                out.append(":FORWARD" + line[len(":INPUT") :])
+            continue
+        out.append(
+            "-A FORWARD " + line[len("-A INPUT ") :] if line.startswith("-A INPUT ") else line
+        )
+    return "\n".join([*out, "COMMIT", ""])
+
+
+def aimed(lab: Lab, rs: RuleSet, version: int, rng: random.Random, n: int) -> list[Probe]:
+    """Probes built to match rules picked at random (a field nudged over an edge now and
+    then) and some of the other IP version; TCP SYN, UDP, ICMP echo and GRE."""
+    top = (1 << (32 if version == 4 else 128)) - 1
+
+    def addr(s: IPSet | None) -> int:
+        inside = [r for r in s.ranges if r.version == version] if s else []
+        if inside and rng.random() < 0.9:
+            r = rng.choice(inside)
+            return rng.choice([r.lo, r.hi, rng.randint(r.lo, r.hi)])
+        return (
+            rng.randint(0x2000 << 112, (0x4000 << 112) - 1) if version == 6 else rng.randint(0, top)
+        )
+
+    def port(ranges: tuple[PortRange, ...] | None) -> int:
+        if ranges and rng.random() < 0.9:
+            r = rng.choice(ranges)
+            return rng.choice([r.lo, r.hi, rng.randint(r.lo, r.hi)])
+        return rng.choice([22, 53, 80, 443, 1024, 5353, 8080, rng.randint(1, 65535)])
+
+    out: list[Probe] = []
+    for _ in range(50 * n):
+        if len(out) >= n:
+            break
+        rule = rng.choice(rs.rules[1:])
+        proto = rule.proto if rule.proto is not None else rng.choice([6, 17, 1, 47])
+        proto = (1 if version == 4 else 58) if proto in (1, 58) else proto
+        if proto not in (1, 6, 17, 47, 58):
+            continue
+        side = rng.choice("cs")
+        if rule.iface in (lab.r_in, lab.r_out) and rng.random() < 0.9:
+            side = "c" if rule.iface == lab.r_in else "s"
+        src, dst = addr(rule.src), addr(rule.dst)
+        sport, dport = port(rule.sport), port(rule.dport)
+        if rng.random() < 0.25:
+            src, dport = min(top, src + 1), min(65535, dport + 1)
+        v = version if rng.random() < 0.95 else 10 - version
+        if v != version:
+            src, dst = rng.randint(0, 1 << 31), rng.randint(0, 1 << 31)
+            proto = 6 if proto in (1, 58) else proto
+        probe = lab.probe(side, v, src, dst, proto, sport, dport)
+        if probe is not None:
+            out.append(probe)
+    return out
+
+
+@pytest.mark.parametrize(
+    ("name", "version", "r_in", "r_out"),
+    [
+        ("gateway.rules", 4, "eth0", "wg0"),
+        ("ufw-webserver.rules", 4, "eth0", "ens3"),
+        ("webserver6.rules", 6, "eth0", "eth1"),
+        ("docker.rules", 4, "docker0", "eth0"),
+    ],
+)
+def test_the_kernel_decides_as_the_flattened_rule_set(
+    name: str, version: int, r_in: str, r_out: str
+) -> None:
+    text = as_forward((DATA / name).read_text())
+    rs = parse_iptables(text, name, "FORWARD", version=version)
+    with Lab(r_in=r_in, r_out=r_out) as lab:
+        run(TOOLS[version][0], ns=lab.r, stdin=text)
+        probes = aimed(lab, rs, version, random.Random(zlib.crc32(name.encode())), 300)
+        seen = lab.run_probes(probes)
+    wrong = []
+    for p in probes:
+        v = evaluate(rs, replace(p.packet(lab.iface_of(p.side)), direction="in"))
+        reply = (
+            expected_reply(v.rule.reject_with, p.version)
+            if v.rule and v.action is Action.REJECT
+            else None
+        )
+        want = (v.action.value, reply)
+        got = (seen[p.id].verdict, seen[p.id].reply)
+        if got != want:
+            wrong.append(
+                f"{p}: kernel {got}, ramparts {want} by {v.rule.id if v.rule else 'policy'}"
+            )
+    verdicts = sorted({seen[p.id].verdict for p in probes})
+    print(
+        f"[iptables oracle] {name}: {len(probes)} probes, verdicts {verdicts}, {len(wrong)} differ"
+    )
+    assert not wrong, "\n".join(wrong[:10])
+    assert len(probes) >= 250 and len(verdicts) >= 2

@@ -10,9 +10,12 @@ Negated addresses, ports, TCP flags and connection states become their complemen
 negations (``! -i lo``, ``! -p tcp``), and RETURN or goto with conditions whose
 complement the model cannot say, are expanded exactly: the packets that skip the rule get
 the rest of the chain and of its callers, conjoined with the skipped condition, ending in
-the policy. Tokens are read as iptables-restore reads them (double quotes, backslash
-escapes inside them). Each flattened rule is named ``<chain>/<n>`` after the rule that
-decides (``~2``, ``~3`` when one rule is emitted more than once) and keeps its source line.
+the policy. A file holds one IP version (its header, its name, its addresses tell which):
+every rule is for that version, and a first rule lets the other version's packets through,
+as iptables does (ip6tables filters them). Tokens are read as iptables-restore reads them
+(double quotes, backslash escapes inside them). Each flattened rule is named
+``<chain>/<n>`` after the rule that decides (``~2``, ``~3`` when one rule is emitted more
+than once) and keeps its source line.
 LOG, NFLOG and ULOG rules and rules without a target decide nothing and are skipped;
 everything the model cannot say is refused with file, line and column, lazily: only when
 the rule can decide a packet of the selected chain.
@@ -141,8 +144,7 @@ _REJECT_IN = {
         "port-unreach": "icmpv6-port-unreachable",
         "icmp6-adm-prohibited": "icmpv6-admin-prohibited",
         "adm-prohibited": "icmpv6-admin-prohibited",
-        "tcp-reset": "tcp-reset",
-        "tcp-rst": "tcp-reset",
+        "tcp-reset": "tcp-reset",  # ip6tables has no tcp-rst
         "icmp6-no-route": "",
         "no-route": "",
         "icmp6-addr-unreachable": "",
@@ -225,7 +227,7 @@ _OTHER_TARGETS: dict[str, str] = {
 _MODULE_REASONS: dict[str, str] = {
     "limit": "a rate limit decides by timing",
     "hashlimit": "a rate limit decides by timing",
-    "recent": "it decides by the history of each address (ufw's 'limit')",
+    "recent": "it decides by each address's history: ufw's limit",
     "connlimit": "it decides by the number of connections",
     "addrtype": "the address type depends on the host's own addresses",
     "set": "an ipset's members are not in the file",
@@ -683,7 +685,6 @@ class _Document:
     header_version: int | None = None
     evidence: list[_Evidence] = field(default_factory=list)
     deciding: list[_Deciding] = field(default_factory=list)  # in raw, mangle, security
-    other_chains: dict[str, set[str]] = field(default_factory=dict)
 
     def error(self, reason: str, line: int | None, column: int | None = None) -> ConfigError:
         return ConfigError(reason, file=self.file, line=line, column=column)
@@ -791,8 +792,6 @@ class _Reader:
         self.table, self.table_line = name, line
         if name == "filter":
             self.doc.filter_line = line
-        else:
-            self.doc.other_chains[name] = set()
 
     def _declare(self, tokens: list[_Token], line: int) -> None:
         name = tokens[0].text[1:]
@@ -802,8 +801,6 @@ class _Reader:
             raise self.doc.error("counters are written [packets:bytes]", line, tokens[2].column)
         policy = tokens[1]
         if self.table != "filter":
-            assert self.table is not None
-            self.doc.other_chains[self.table].add(name)
             return
         if name in self.doc.chains:
             first = self.doc.chains[name].line
@@ -860,8 +857,6 @@ class _Reader:
             raise self.doc.error(f"{cmd.text} takes one chain name", line, cmd.column)
         name = args[0].text
         if self.table != "filter":
-            assert self.table is not None
-            self.doc.other_chains[self.table].add(name)
             return
         if name in self.doc.chains:
             raise self.doc.error(f"chain {name} already exists", line, args[0].column)
@@ -897,6 +892,8 @@ class _Reader:
             self._other_rule(name, rest, line)
             return
         chain = self.doc.chains.get(name)
+        if chain is None and name in BUILTIN_CHAINS:  # built-in chains need no ':' line
+            chain = self.doc.chains[name] = _Chain(name, line)
         if chain is None:
             raise self.doc.error(
                 f"chain {name} is not declared (a ':{name} - [0:0]' line or -N {name})",
@@ -980,12 +977,10 @@ class _RuleReader:
         self.literals: list[_Literal] = []
         self.modules: list[_Module] = []
         self.target: _Target | None = None
-        self.target_options: set[str] = set()
         self.comments: list[str] = []
         self.version: int | None = None
         self.proto: int | None = None
         self.proto_negated = False
-        self.proto_column = 0
         self.seen: set[str] = set()
         self.evidence: list[_Evidence] = []
 
@@ -1051,9 +1046,7 @@ class _RuleReader:
             self._interface(tok, value, negate, inbound)
             return i + 2
         if opt in ("-f", "--fragment"):
-            self._literal(
-                (), negate, "-f", tok, "fragments: the rule model does not see IP fragments"
-            )
+            self._literal((), negate, "-f", tok, "it has no IP fragments")
             return i + 1
         if opt in ("-m", "--match"):
             self._refuse_negation(negate, tok)
@@ -1062,7 +1055,7 @@ class _RuleReader:
             module = _Module(name, tok.column, name in _MODULE_OPTIONS)
             if not module.known:
                 module.literal = len(self.literals)
-                reason = _MODULE_REASONS.get(name, "it is not in the rule model")
+                reason = _MODULE_REASONS.get(name, f"it has no field for -m {name}")
                 self._literal((), None, f"-m {value.text}", tok, reason)
             self.modules.append(module)
             return i + 2
@@ -1139,7 +1132,7 @@ class _RuleReader:
             number = _PROTOCOLS[text]
         else:
             raise self.error(f"unknown protocol {value.text!r}", value.column)
-        self.proto, self.proto_negated, self.proto_column = number, negate is not None, tok.column
+        self.proto, self.proto_negated = number, negate is not None
         self._literal([_Cube(proto=number)], negate, f"-p {value.text}", tok)
 
     def _interface(self, tok: _Token, value: _Token, negate: _Token | None, inbound: bool) -> None:
@@ -1152,9 +1145,7 @@ class _RuleReader:
             return
         text = f"{tok.text} {name}"
         if name.endswith("+"):
-            self._literal(
-                (), negate, text, tok, f"{name} is a name prefix; the rule model has whole names"
-            )
+            self._literal((), negate, text, tok, f"{name} is a name prefix; it has whole names")
             return
         cube = _Cube(in_iface=name) if inbound else _Cube(out_iface=name)
         self._literal([cube], negate, text, tok)
@@ -1185,9 +1176,8 @@ class _RuleReader:
         if self.target is not None and self.target.kind == "reject" and opt == "--reject-with":
             self._refuse_negation(negate, tok)
             (value,) = self._values(tokens, i, 1)
-            if "reject-with" in self.target_options:
+            if self.target.reject_with:
                 raise self.error("--reject-with is given twice", tok.column)
-            self.target_options.add("reject-with")
             if value.text not in _REJECT_IN[4] and value.text not in _REJECT_IN[6]:
                 raise self.error(f"unknown reject type {value.text!r}", value.column)
             self.target = replace(self.target, reject_with=value.text)
@@ -1299,7 +1289,7 @@ class _RuleReader:
             cube = _Cube(src=IPSet([r])) if opt == "--src-range" else _Cube(dst=IPSet([r]))
             self._literal([cube], negate, text, tok)
         else:
-            self._literal((), negate, text, tok, f"-m {name} {opt} is not in the rule model")
+            self._literal((), negate, text, tok, f"it has no field for {opt} of -m {name}")
 
     def _icmp(
         self, module: str, value: str, negate: _Token | None, tok: _Token, text: str, at: _Token
@@ -1337,8 +1327,7 @@ class _RuleReader:
                 negate,
                 text,
                 tok,
-                f"the connection state {refused[0]} is not in the rule model "
-                "(new, established, related, invalid)",
+                f"it has the states new, established, related and invalid, not {refused[0]}",
             )
             return
         self._literal([_Cube(ct_state=frozenset(_CT_IN[w] for w in words))], negate, text, tok)
@@ -1634,7 +1623,7 @@ class _Flattener:
         for lit in rule.literals:
             if lit.unsupported:
                 raise self.doc.error(
-                    f"{lit.text}: {lit.unsupported}; the rule model cannot say it",
+                    f"{lit.text}: the rule model cannot say it ({lit.unsupported})",
                     rule.line,
                     lit.column,
                 )
@@ -1735,11 +1724,14 @@ class _Flattener:
         if (n > 1 or rule is None) and self._covered(cube):
             return  # a copy made by an expansion that no packet reaches
         self._ids[base] = n
+        src = cube.src
+        if src is None and cube.dst is None:  # the rule is for this IP version's packets only
+            src = IPSet([IPRange(self.version, 0, _TOP[self.version])])
         try:
             made = Rule(
                 action,
                 id=base if n == 1 else f"{base}~{n}",
-                src=cube.src,
+                src=src,
                 dst=cube.dst,
                 proto=cube.proto,
                 sport=cube.sport,
@@ -1814,9 +1806,9 @@ def _builtin(select: str | None, file: str) -> str:
 def _check_other_tables(doc: _Document, builtin: str) -> None:
     """A DROP or REJECT in raw, mangle or security, on the way of the selected chain's
     packets, decides before or after the filter table: the model holds one table."""
+    hooks = _HOOKS["INPUT"] | _HOOKS["FORWARD"] | _HOOKS["OUTPUT"]
     for d in doc.deciding:
-        hooks = _HOOKS["INPUT"] | _HOOKS["FORWARD"] | _HOOKS["OUTPUT"]
-        if d.chain in _HOOKS[builtin] or d.chain not in hooks:
+        if d.chain in _HOOKS[builtin] or d.chain not in hooks:  # a user chain: maybe
             raise doc.error(
                 f"-j {d.target} in the {d.table} table ({d.chain}): it decides outside the "
                 "filter table, which is all the rule model holds",

@@ -70,6 +70,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..net.addr import IPSet
+from ..net.intervals import merge_intervals
 from ..net.packet import Packet
 from ..net.ports import PortRange
 from .model import Rule, RuleSet, Verdict
@@ -95,28 +96,20 @@ DEFAULT_MAX_BOXES = 200_000
 # -- rule projections ----------------------------------------------------------------------
 
 
-def _merge(ranges: Sequence[Range]) -> list[Range]:
-    """Sorted, disjoint, non-adjacent ranges (a rule's toggles in the sweep must not meet)."""
-    out: list[Range] = []
-    for lo, hi in sorted(ranges):
-        if out and lo <= out[-1][1] + 1:
-            if hi > out[-1][1]:
-                out[-1] = (out[-1][0], hi)
-        else:
-            out.append((lo, hi))
-    return out
+# The projections are normalised (merge_intervals): a rule's toggles in the sweep must not
+# meet.
 
 
 def _address_ranges(field: IPSet | None, version: int) -> list[Range]:
     if field is None:
         return [(0, _ADDR_MAX[version])]
-    return _merge([(r.lo, r.hi) for r in field.ranges if r.version == version])
+    return merge_intervals([(r.lo, r.hi) for r in field.ranges if r.version == version])
 
 
 def _port_ranges(field: tuple[PortRange, ...] | None) -> list[Range]:
     if field is None:
         return [(0, _PORT_MAX)]
-    return _merge([(r.lo, r.hi) for r in field])
+    return merge_intervals([(r.lo, r.hi) for r in field])
 
 
 def _proto_ranges(proto: int | None) -> list[Range]:

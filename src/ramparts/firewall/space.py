@@ -41,6 +41,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ..net.addr import IPRange, IPSet
+from ..net.intervals import merge_intervals
 from ..net.packet import Packet
 from ..net.proto import protocol_name
 from .model import CT_STATES, Rule, RuleSet
@@ -158,19 +159,8 @@ def subtract_all(region: Iterable[Box], other: Box) -> list[Box]:
 # -- what a rule constrains, field by field ------------------------------------------------
 
 
-def _merge(intervals: Iterable[Interval]) -> list[Interval]:
-    out: list[Interval] = []
-    for lo, hi in sorted(intervals):
-        if out and lo <= out[-1][1] + 1:
-            if hi > out[-1][1]:
-                out[-1] = (out[-1][0], hi)
-        else:
-            out.append((lo, hi))
-    return out
-
-
 def _runs(codes: Iterable[int]) -> list[Interval]:
-    return _merge((c, c) for c in codes)
+    return merge_intervals((c, c) for c in codes)
 
 
 def _versions(rule: Rule) -> list[int]:
@@ -185,7 +175,7 @@ def _address(field: IPSet | None, version: int) -> list[Interval]:
     lo, _ = _PART[version]
     if field is None:
         return [_PART[version]]
-    return _merge((lo + r.lo, lo + r.hi) for r in field.ranges if r.version == version)
+    return merge_intervals((lo + r.lo, lo + r.hi) for r in field.ranges if r.version == version)
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,7 +212,7 @@ def _fields(rule: Rule, ctx: _Context) -> list[dict[str, list[Interval]]]:
         common["proto"] = [(rule.proto, rule.proto)]
     for name, ports in (("sport", rule.sport), ("dport", rule.dport)):
         if ports is not None:
-            common[name] = _merge((p.lo, p.hi) for p in ports)
+            common[name] = merge_intervals((p.lo, p.hi) for p in ports)
     if rule.icmp_type is not None:
         common["icmp_type"] = [(rule.icmp_type + 1, rule.icmp_type + 1)]
     if rule.icmp_code is not None:

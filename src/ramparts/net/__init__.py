@@ -1,9 +1,10 @@
 """Network value types: IP ranges and sets (v4 and v6), port ranges, protocols, packets.
-Pure values, no sockets."""
+Pure values, no sockets, and their set algebra (intersection, complement, merging)."""
 
 from .addr import IPRange, IPSet, parse_ip, parse_ipset, parse_prefix
-from .packet import Packet
-from .ports import PortRange, parse_ports
+from .intervals import complement_intervals, merge_intervals
+from .packet import Packet, meet_tcp_flags
+from .ports import PortRange, complement_ports, intersect_ports, merge_ports, parse_ports
 from .proto import PROTOCOLS, parse_protocol, protocol_name
 
 __all__ = [
@@ -12,6 +13,12 @@ __all__ = [
     "IPSet",
     "Packet",
     "PortRange",
+    "complement_intervals",
+    "complement_ports",
+    "intersect_ports",
+    "meet_tcp_flags",
+    "merge_intervals",
+    "merge_ports",
     "parse_ip",
     "parse_ipset",
     "parse_ports",

@@ -7,6 +7,8 @@ import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from .intervals import complement_intervals
+
 __all__ = ["IPRange", "IPSet", "parse_ip", "parse_ipset", "parse_prefix"]
 
 _MAX = {4: (1 << 32) - 1, 6: (1 << 128) - 1}
@@ -100,6 +102,38 @@ class IPSet:
     @property
     def versions(self) -> frozenset[int]:
         return frozenset(r.version for r in self.ranges)
+
+    def intersection(self, other: IPSet) -> IPSet:
+        """The addresses in both (empty when none), in one walk over both range lists."""
+        a, b = self.ranges, other.ranges
+        out: list[IPRange] = []
+        i = j = 0
+        while i < len(a) and j < len(b):
+            x, y = a[i], b[j]
+            if (x.version, x.hi) < (y.version, y.lo):
+                i += 1
+            elif (y.version, y.hi) < (x.version, x.lo):
+                j += 1
+            else:
+                out.append(IPRange(x.version, max(x.lo, y.lo), min(x.hi, y.hi)))
+                if (x.version, x.hi) < (y.version, y.hi):
+                    i += 1
+                else:
+                    j += 1
+        return IPSet(out)
+
+    def complement(self, version: int) -> IPSet:
+        """The addresses of IP ``version`` not in this set (empty when it has them all)."""
+        mine = ((r.lo, r.hi) for r in self.ranges if r.version == version)
+        return IPSet(
+            IPRange(version, lo, hi) for lo, hi in complement_intervals(mine, _MAX[version])
+        )
+
+    def only(self, versions: frozenset[int]) -> IPSet:
+        """This set without the addresses of the IP versions not in ``versions`` (the set
+        itself when there are none)."""
+        kept = [r for r in self.ranges if r.version in versions]
+        return self if len(kept) == len(self.ranges) else IPSet(kept)
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, IPSet) and other.ranges == self.ranges

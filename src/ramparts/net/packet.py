@@ -7,10 +7,19 @@ from dataclasses import dataclass
 from .addr import parse_ip
 from .proto import parse_protocol
 
-__all__ = ["Packet"]
+__all__ = ["Packet", "meet_tcp_flags"]
 
 # TCP flag bits (as on the wire).
 FIN, SYN, RST, PSH, ACK, URG = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+
+
+def meet_tcp_flags(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int] | None:
+    """Both TCP flag conditions at once, each ``(mask, value)`` meaning
+    ``flags & mask == value``; None when they disagree on a bit both examine."""
+    common = a[0] & b[0]
+    if a[1] & common != b[1] & common:
+        return None
+    return (a[0] | b[0], a[1] | b[1])
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-__all__ = ["PortRange", "parse_ports"]
+from .intervals import complement_intervals, merge_intervals
+
+__all__ = ["PortRange", "complement_ports", "intersect_ports", "merge_ports", "parse_ports"]
+
+_MAX_PORT = 65535
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -14,7 +18,7 @@ class PortRange:
     hi: int
 
     def __post_init__(self) -> None:
-        if not 0 <= self.lo <= self.hi <= 65535:
+        if not 0 <= self.lo <= self.hi <= _MAX_PORT:
             raise ValueError(f"invalid port range {self.lo}-{self.hi}")
 
     def __str__(self) -> str:
@@ -48,14 +52,39 @@ def parse_ports(value: int | str | Iterable[int | str]) -> tuple[PortRange, ...]
         items = value.split(",")
     else:
         items = [str(v) for v in value]
-    ranges = sorted(_one(x) for x in items if str(x).strip())
+    ranges = [_one(x) for x in items if str(x).strip()]
     if not ranges:
         raise ValueError("empty port list")
-    merged: list[PortRange] = []
-    for r in ranges:
-        if merged and r.lo <= merged[-1].hi + 1:
-            if r.hi > merged[-1].hi:
-                merged[-1] = PortRange(merged[-1].lo, r.hi)
-        else:
-            merged.append(r)
-    return tuple(merged)
+    return merge_ports(ranges)
+
+
+# A port list is a tuple of ranges; *normalised* means sorted, disjoint and not adjacent
+# (what parse_ports and merge_ports return), so equal sets of ports are equal tuples.
+
+
+def merge_ports(ranges: Iterable[PortRange]) -> tuple[PortRange, ...]:
+    """The same ports as ``ranges`` (in any order, overlapping or touching), normalised."""
+    return tuple(PortRange(lo, hi) for lo, hi in merge_intervals((r.lo, r.hi) for r in ranges))
+
+
+def intersect_ports(a: Sequence[PortRange], b: Sequence[PortRange]) -> tuple[PortRange, ...]:
+    """The ports in both lists: the overlap of each range of ``a`` with each of ``b``,
+    sorted; empty when they share none. Normalised lists give a normalised result; other
+    lists give the same ports, unmerged (an importer may keep a listing's elements apart)."""
+    return tuple(
+        sorted(
+            PortRange(max(x.lo, y.lo), min(x.hi, y.hi))
+            for x in a
+            for y in b
+            if x.lo <= y.hi and y.lo <= x.hi
+        )
+    )
+
+
+def complement_ports(ranges: Iterable[PortRange]) -> tuple[PortRange, ...]:
+    """The ports of 0-65535 in none of ``ranges`` (in any order), normalised; empty when
+    ``ranges`` cover them all."""
+    return tuple(
+        PortRange(lo, hi)
+        for lo, hi in complement_intervals(((r.lo, r.hi) for r in ranges), _MAX_PORT)
+    )

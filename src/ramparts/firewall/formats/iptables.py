@@ -41,8 +41,8 @@ from typing import TypeVar
 
 from ...errors import ConfigError
 from ...net.addr import IPRange, IPSet, parse_ip
-from ...net.packet import ACK, FIN, PSH, RST, SYN, URG
-from ...net.ports import PortRange
+from ...net.packet import ACK, FIN, PSH, RST, SYN, URG, meet_tcp_flags
+from ...net.ports import PortRange, complement_ports, intersect_ports, merge_ports
 from ..model import CT_STATES, Action, Rule, RuleSet
 
 __all__ = [
@@ -333,24 +333,7 @@ def _meet_ips(a: IPSet | None, b: IPSet | None) -> IPSet | _Nothing | None:
         return b
     if b is None:
         return a
-    out = [
-        IPRange(x.version, max(x.lo, y.lo), min(x.hi, y.hi))
-        for x in a.ranges
-        for y in b.ranges
-        if x.version == y.version and max(x.lo, y.lo) <= min(x.hi, y.hi)
-    ]
-    return IPSet(out) if out else _NOTHING
-
-
-def _merge_ports(ranges: Sequence[PortRange]) -> tuple[PortRange, ...]:
-    merged: list[PortRange] = []
-    for r in sorted(ranges):
-        if merged and r.lo <= merged[-1].hi + 1:
-            if r.hi > merged[-1].hi:
-                merged[-1] = PortRange(merged[-1].lo, r.hi)
-        else:
-            merged.append(r)
-    return tuple(merged)
+    return a.intersection(b) or _NOTHING
 
 
 def _meet_ports(
@@ -360,13 +343,7 @@ def _meet_ports(
         return b
     if b is None:
         return a
-    out = [
-        PortRange(max(x.lo, y.lo), min(x.hi, y.hi))
-        for x in a
-        for y in b
-        if max(x.lo, y.lo) <= min(x.hi, y.hi)
-    ]
-    return _merge_ports(out) if out else _NOTHING
+    return intersect_ports(a, b) or _NOTHING
 
 
 def _meet_flags(
@@ -376,10 +353,8 @@ def _meet_flags(
         return b
     if b is None:
         return a
-    common = a[0] & b[0]
-    if a[1] & common != b[1] & common:
-        return _NOTHING
-    return (a[0] | b[0], a[1] | b[1])
+    both = meet_tcp_flags(a, b)
+    return _NOTHING if both is None else both
 
 
 def _meet_states(
@@ -390,33 +365,6 @@ def _meet_states(
     if b is None:
         return a
     return (a & b) or _NOTHING
-
-
-def _ports_complement(ranges: tuple[PortRange, ...]) -> tuple[PortRange, ...] | None:
-    out: list[PortRange] = []
-    at = 0
-    for r in ranges:
-        if r.lo > at:
-            out.append(PortRange(at, r.lo - 1))
-        at = max(at, r.hi + 1)
-    if at <= 65535:
-        out.append(PortRange(at, 65535))
-    return tuple(out) or None
-
-
-def _ips_complement(s: IPSet, version: int) -> IPSet | None:
-    """The addresses of ``version`` not in ``s``; None if there are none."""
-    out: list[IPRange] = []
-    at = 0
-    for r in s.ranges:
-        if r.version != version:
-            continue
-        if r.lo > at:
-            out.append(IPRange(version, at, r.lo - 1))
-        at = max(at, r.hi + 1)
-    if at <= _TOP[version]:
-        out.append(IPRange(version, at, _TOP[version]))
-    return IPSet(out) if out else None
 
 
 def _parts(q: _Cube) -> list[_Cube]:
@@ -444,16 +392,16 @@ def _outside(at: _Cube, part: _Cube, version: int) -> list[_Cube] | None:
     if part.src is not None or part.dst is not None:
         outer = part.src if part.src is not None else part.dst
         assert outer is not None
-        rest = _ips_complement(outer, version)
-        if rest is None:
+        rest = outer.complement(version)
+        if not rest:
             return []
         piece = at.meet(_Cube(src=rest) if part.src is not None else _Cube(dst=rest))
         return [piece] if piece is not None else []
     if part.sport is not None or part.dport is not None:
         ports = part.sport if part.sport is not None else part.dport
         assert ports is not None
-        other = _ports_complement(ports)
-        if other is None:
+        other = complement_ports(ports)
+        if not other:
             return []
         piece = at.meet(_Cube(sport=other) if part.sport is not None else _Cube(dport=other))
         return [piece] if piece is not None else []
@@ -1264,9 +1212,9 @@ class _RuleReader:
             elif opt == "--dports":
                 cubes = [_Cube(dport=ports)]
             else:  # either port: the source, or else (disjointly) the destination
-                other = _ports_complement(ports)
+                other = complement_ports(ports)
                 cubes = [_Cube(sport=ports)]
-                if other is not None:
+                if other:
                     cubes.append(_Cube(sport=other, dport=ports))
             self._literal(cubes, negate, text, tok)
         elif opt == "--tcp-flags":
@@ -1440,7 +1388,7 @@ def _port_list(text: str) -> tuple[PortRange, ...]:
     slots = sum(1 if r.lo == r.hi else 2 for r in ranges)
     if slots > _MULTIPORT_SLOTS:
         raise ValueError(f"too many ports: multiport takes {_MULTIPORT_SLOTS} (a range counts two)")
-    return _merge_ports(ranges)
+    return merge_ports(ranges)
 
 
 def _flag_list(text: str) -> int:
@@ -1896,8 +1844,8 @@ def _address_choices(
     if len(ranges) == 1 and ranges[0].is_all:
         return [([], [])]
     if len(ranges) > 1:
-        rest = _ips_complement(IPSet(ranges), version)
-        if rest is not None and len(rest.ranges) == 1:
+        rest = IPSet(ranges).complement(version)
+        if len(rest.ranges) == 1:
             prefix = _prefix_text(rest.ranges[0])
             if prefix is not None:
                 return [(["!", flag, prefix], [])]

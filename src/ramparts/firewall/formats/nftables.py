@@ -40,7 +40,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any, TypeVar
@@ -48,7 +48,8 @@ from typing import Any, TypeVar
 from ...config.loader import read_file
 from ...errors import ConfigError
 from ...net.addr import IPRange, IPSet
-from ...net.ports import PortRange
+from ...net.packet import meet_tcp_flags
+from ...net.ports import PortRange, complement_ports, intersect_ports
 from ..model import CT_STATES, Action, Rule, RuleSet
 
 __all__ = [
@@ -685,43 +686,19 @@ def _same(a: T | None, b: T | None) -> T | None:
     raise _Disjoint
 
 
-def _intersect(a: Sequence[IPRange], b: Sequence[IPRange]) -> list[IPRange]:
-    """The overlap of two sorted lists of disjoint ranges (as IPSet keeps them), in one
-    walk over both."""
-    out: list[IPRange] = []
-    i = j = 0
-    while i < len(a) and j < len(b):
-        x, y = a[i], b[j]
-        if (x.version, x.hi) < (y.version, y.lo):
-            i += 1
-        elif (y.version, y.hi) < (x.version, x.lo):
-            j += 1
-        else:
-            out.append(IPRange(x.version, max(x.lo, y.lo), min(x.hi, y.hi)))
-            if (x.version, x.hi) < (y.version, y.hi):
-                i += 1
-            else:
-                j += 1
-    return out
-
-
 def _and_addrs(a: IPSet | None, b: IPSet | None) -> IPSet | None:
     if a is None:
         return b
     if b is None:
         return a
-    both = _intersect(a.ranges, b.ranges)
+    both = a.intersection(b)
     if not both:
         raise _Disjoint
-    return IPSet(both)
+    return both
 
 
 def _keep(addrs: IPSet | None, versions: frozenset[int]) -> IPSet | None:
-    """``addrs`` without the ranges of other IP versions."""
-    if addrs is None:
-        return None
-    kept = [r for r in addrs.ranges if r.version in versions]
-    return addrs if len(kept) == len(addrs.ranges) else IPSet(kept)
+    return None if addrs is None else addrs.only(versions)
 
 
 def _and_ports(
@@ -731,15 +708,10 @@ def _and_ports(
         return b
     if b is None:
         return a
-    out = [
-        PortRange(max(x.lo, y.lo), min(x.hi, y.hi))
-        for x in a
-        for y in b
-        if x.lo <= y.hi and y.lo <= x.hi
-    ]
-    if not out:
+    both = intersect_ports(a, b)
+    if not both:
         raise _Disjoint
-    return tuple(sorted(out))
+    return both
 
 
 def _and_flags(a: tuple[int, int] | None, b: tuple[int, int] | None) -> tuple[int, int] | None:
@@ -747,35 +719,10 @@ def _and_flags(a: tuple[int, int] | None, b: tuple[int, int] | None) -> tuple[in
         return b
     if b is None:
         return a
-    common = a[0] & b[0]
-    if (a[1] & common) != (b[1] & common):
+    both = meet_tcp_flags(a, b)
+    if both is None:
         raise _Disjoint
-    return (a[0] | b[0], a[1] | b[1])
-
-
-def _complement_ports(ports: Iterable[PortRange]) -> tuple[PortRange, ...]:
-    out: list[PortRange] = []
-    at = 0
-    for r in sorted(ports):
-        if r.lo > at:
-            out.append(PortRange(at, r.lo - 1))
-        at = max(at, r.hi + 1)
-    if at <= 65535:
-        out.append(PortRange(at, 65535))
-    return tuple(out)
-
-
-def _complement_addrs(version: int, ranges: Iterable[IPRange]) -> list[IPRange]:
-    top = _ALL_RANGES[version].hi
-    out: list[IPRange] = []
-    at = 0
-    for r in sorted(ranges):
-        if r.lo > at:
-            out.append(IPRange(version, at, r.lo - 1))
-        at = max(at, r.hi + 1)
-    if at <= top:
-        out.append(IPRange(version, at, top))
-    return out
+    return both
 
 
 # -- the document: objects, positions, errors ---------------------------------------------
@@ -1061,8 +1008,8 @@ _NUMBER_NAMES: dict[str, dict[str, int]] = {
 }
 
 
-def _address_match(key: str, ranges: list[IPRange]) -> _Match:
-    return _Match(src=IPSet(ranges)) if key == "src" else _Match(dst=IPSet(ranges))
+def _address_match(key: str, addrs: IPSet) -> _Match:
+    return _Match(src=addrs) if key == "src" else _Match(dst=addrs)
 
 
 def _port_match(key: str, ports: tuple[PortRange, ...]) -> _Match:
@@ -1287,14 +1234,14 @@ class _Importer:
         try:
             if name in _ADDRESS_FIELDS:
                 version, key = _ADDRESS_FIELDS[name]
-                ranges = [_address(version, x) for x in items]
+                addrs = IPSet(_address(version, x) for x in items)
                 if negate:
-                    ranges = _complement_addrs(version, ranges)
-                return ([_and(dep, _address_match(key, ranges))] if ranges else []), []
+                    addrs = addrs.complement(version)
+                return ([_and(dep, _address_match(key, addrs))] if addrs else []), []
             if name in _PORT_FIELDS:
                 ports = tuple(sorted(_port_range(x) for x in items))
                 if negate:
-                    ports = _complement_ports(ports)
+                    ports = complement_ports(ports)
                 return ([_and(dep, _port_match(_PORT_FIELDS[name], ports))] if ports else []), []
             if name == "meta nfproto":
                 versions = frozenset(_nfproto(x) for x in items)
@@ -1370,7 +1317,7 @@ class _Importer:
                 if r.lo != r.hi:
                     raise _Refused(f"{op} needs one address, not a prefix or range")
                 lo, hi = _bounds(op, r.lo, _ALL_RANGES[version].hi)
-                return [_address_match(key, [IPRange(version, lo, hi)])] if lo <= hi else []
+                return [_address_match(key, IPSet([IPRange(version, lo, hi)]))] if lo <= hi else []
             if name in _NUMBER_NAMES:
                 values = _numbers(name, right)
                 if len(values) != 1:

@@ -125,6 +125,7 @@ def _has_extras(rule: Rule) -> bool:
         and rule.tcp_flags is None
         and rule.direction is None
         and rule.iface is None
+        and rule.out_iface is None
         and rule.ct_state is None
     )
 
@@ -158,6 +159,7 @@ def _is_plain(p: Packet) -> bool:
         and p.icmp_code is None
         and p.direction is None
         and p.iface is None
+        and p.out_iface is None
         and p.ct_state is None
     )
 

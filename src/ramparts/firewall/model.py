@@ -71,7 +71,11 @@ class Rule:
     icmp_code: int | None = None
     tcp_flags: tuple[int, int] | None = None  # (mask, value): (flags & mask) == value
     direction: str | None = None
+    # the interface the packet arrives on (direction in, or a forwarded packet), or for
+    # direction out the one it leaves by
     iface: str | None = None
+    # the interface a forwarded packet leaves by (nftables oifname, iptables -o in FORWARD)
+    out_iface: str | None = None
     ct_state: frozenset[str] | None = None
     reject_with: str | None = None
     comment: str = ""
@@ -102,6 +106,11 @@ class Rule:
             raise ValueError("an empty port list matches nothing")
         if self.direction not in (None, "in", "out"):
             raise ValueError(f"direction is in or out, not {self.direction!r}")
+        if self.out_iface is not None and self.direction is not None:
+            raise ValueError(
+                "out_iface is the output interface of a forwarded packet; a packet the host "
+                "sends is direction out with iface"
+            )
         if self.ct_state is not None and not self.ct_state <= CT_STATES:
             bad = ", ".join(sorted(self.ct_state - CT_STATES))
             raise ValueError(f"unknown connection state {bad} (new, established, ...)")
@@ -140,6 +149,8 @@ class Rule:
             return False
         if self.iface is not None and p.iface != self.iface:
             return False
+        if self.out_iface is not None and p.out_iface != self.out_iface:
+            return False
         return self.ct_state is None or p.ct_state in self.ct_state
 
     def describe(self) -> str:
@@ -166,6 +177,8 @@ class Rule:
             parts.append(self.direction)
         if self.iface:
             parts.append(f"on {self.iface}")
+        if self.out_iface:
+            parts.append(f"out via {self.out_iface}")
         return " ".join(parts)
 
 

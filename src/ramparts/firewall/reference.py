@@ -54,6 +54,7 @@ def _rows(ruleset: RuleSet) -> tuple[I64, I64]:
             rule.tcp_flags,
             rule.direction,
             rule.iface,
+            rule.out_iface,
             rule.ct_state,
         )
         if any(x is not None for x in extras):

@@ -192,6 +192,8 @@ class _Context:
         for r in rules:
             if r.iface is not None:
                 names.add(r.iface)
+            if r.out_iface is not None:
+                names.add(r.out_iface)
             if r.tcp_flags is not None:
                 mask |= r.tcp_flags[0]
         bits = tuple(b for b in range(mask.bit_length()) if mask >> b & 1)
@@ -200,7 +202,8 @@ class _Context:
     def dims(self) -> list[tuple[str, int, int]]:
         out = list(_FIXED_DIMS)
         out += [(f"flag:{b}", 0, 1) for b in self.flag_bits]
-        out += [("direction", 0, 2), ("iface", 0, len(self.ifaces)), ("ct_state", 0, 4)]
+        out += [("direction", 0, 2), ("iface", 0, len(self.ifaces))]
+        out += [("out_iface", 0, len(self.ifaces)), ("ct_state", 0, 4)]
         return out
 
 
@@ -226,9 +229,10 @@ def _fields(rule: Rule, ctx: _Context) -> list[dict[str, list[Interval]]]:
     if rule.direction is not None:
         code = _DIRECTION_CODE[rule.direction]
         common["direction"] = [(code, code)]
-    if rule.iface is not None:
-        code = ctx.ifaces.index(rule.iface) + 1
-        common["iface"] = [(code, code)]
+    for axis, ifname in (("iface", rule.iface), ("out_iface", rule.out_iface)):
+        if ifname is not None:
+            code = ctx.ifaces.index(ifname) + 1
+            common[axis] = [(code, code)]
     if rule.ct_state is not None:
         common["ct_state"] = _runs(_STATE_CODE[s] for s in rule.ct_state if s in CT_STATES)
     if any(not v for v in common.values()):
@@ -265,6 +269,8 @@ def _coordinate(name: str, p: Packet, ctx: _Context) -> int:
         return _DIRECTION_CODE.get(p.direction or "", 0)
     if name == "iface":
         return ctx.ifaces.index(p.iface) + 1 if p.iface in ctx.ifaces else 0
+    if name == "out_iface":
+        return ctx.ifaces.index(p.out_iface) + 1 if p.out_iface in ctx.ifaces else 0
     if name == "ct_state":
         return _STATE_CODE.get(p.ct_state or "", 0)
     raise ValueError(f"no axis {name!r}")
@@ -435,7 +441,7 @@ class Space:
         for b in self._ctx.flag_bits:
             flags |= v.get(f"flag:{b}", 0) << b
         icmp_type, icmp_code = v.get("icmp_type", 0), v.get("icmp_code", 0)
-        iface = v.get("iface", 0)
+        iface, out_iface = v.get("iface", 0), v.get("out_iface", 0)
         sport = v.get("sport", 49152 if proto in (6, 17, 132) else 0)
         return Packet(
             version,
@@ -449,6 +455,7 @@ class Space:
             tcp_flags=flags,
             direction=_DIRECTION_NAME.get(v.get("direction", 0)),
             iface=self._ctx.ifaces[iface - 1] if iface else None,
+            out_iface=self._ctx.ifaces[out_iface - 1] if out_iface else None,
             ct_state=_STATE_NAME.get(v.get("ct_state", 0)),
         )
 
@@ -486,7 +493,7 @@ class Space:
                 (flags_set if lo == 1 else flags_clear).append(_FLAG_NAMES.get(bit, f"bit{bit}"))
             elif name == "direction":
                 out[name] = _coded_text(lo, hi, _DIRECTION_NAME.__getitem__)
-            elif name == "iface":
+            elif name in ("iface", "out_iface"):
                 out[name] = _coded_text(lo, hi, lambda c: self._ctx.ifaces[c - 1], "other")
             elif name == "ct_state":
                 out[name] = _coded_text(lo, hi, _STATE_NAME.__getitem__)
@@ -520,6 +527,7 @@ def region_text(fields: dict[str, str]) -> str:
         "tcp_flags": "flags",
         "direction": "direction",
         "iface": "iface",
+        "out_iface": "out-iface",
         "ct_state": "state",
     }
     parts += [f"{label} {fields[key]}" for key, label in labels.items() if key in fields]

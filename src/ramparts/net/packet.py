@@ -34,7 +34,8 @@ class Packet:
     icmp_code: int | None = None
     tcp_flags: int = 0
     direction: str | None = None  # "in" or "out"
-    iface: str | None = None
+    iface: str | None = None  # arrived on (in, forwarded), or leaves by (out)
+    out_iface: str | None = None  # a forwarded packet leaves by
     ct_state: str | None = None  # new, established, related, invalid (set by conntrack)
 
     @classmethod

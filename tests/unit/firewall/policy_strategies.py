@@ -94,14 +94,19 @@ def meta_rules(draw: st.DrawFn) -> Rule:
     state = None
     if draw(st.booleans()):
         state = frozenset(draw(st.lists(st.sampled_from(STATES), min_size=1, max_size=3)))
+    direction = draw(st.sampled_from([None, None, "in", "out"]))
+    out_iface = None
+    if direction is None:  # (the output interface of a forwarded packet)
+        out_iface = draw(st.sampled_from([None, None, "eth1", "lo"]))
     return Rule(
         draw(ACTIONS),
         proto=proto,
         icmp_type=icmp_type,
         icmp_code=icmp_code,
         tcp_flags=flags,
-        direction=draw(st.sampled_from([None, None, "in", "out"])),
+        direction=direction,
         iface=draw(st.sampled_from([None, None, "eth0", "lo"])),
+        out_iface=out_iface,
         ct_state=state,
     )
 
@@ -140,6 +145,7 @@ def packets(draw: st.DrawFn) -> Packet:
         tcp_flags=draw(st.integers(0, 0x3F)),
         direction=draw(st.sampled_from([None, "in", "out"])),
         iface=draw(st.sampled_from([None, "eth0", "lo", "wlan0"])),
+        out_iface=draw(st.sampled_from([None, "eth1", "lo", "wlan0"])),
         ct_state=draw(st.sampled_from([None, *STATES])),
     )
 

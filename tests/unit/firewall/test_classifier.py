@@ -388,11 +388,11 @@ def test_the_fields_beyond_the_5_tuple_are_all_known() -> None:
     defaults for them); a new field in the model must be taught to it first."""
     assert {f.name for f in fields(Packet)} == {
         *("version", "src", "dst", "proto", "sport", "dport"),
-        *("icmp_type", "icmp_code", "tcp_flags", "direction", "iface", "ct_state"),
+        *("icmp_type", "icmp_code", "tcp_flags", "direction", "iface", "out_iface", "ct_state"),
     }
     assert {f.name for f in fields(Rule)} == {
         *("action", "id", "src", "dst", "proto", "sport", "dport"),
-        *("icmp_type", "icmp_code", "tcp_flags", "direction", "iface", "ct_state"),
+        *("icmp_type", "icmp_code", "tcp_flags", "direction", "iface", "out_iface", "ct_state"),
         *("reject_with", "comment", "line"),
     }
 

@@ -197,6 +197,7 @@ def _cmd_fw_eval(args: argparse.Namespace) -> int:
             args.dport,
             direction=args.direction,
             iface=args.iface,
+            out_iface=args.out_iface,
             ct_state=args.state,
             tcp_flags=parse_flag_list(flags) if flags is not None else 0,
             **extra,
@@ -513,7 +514,8 @@ def _add_fw(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     e.add_argument("--sport", type=int, default=0)
     e.add_argument("--dport", type=int, default=0)
     e.add_argument("--direction", choices=["in", "out"], default=None)
-    e.add_argument("--iface", default=None)
+    e.add_argument("--iface", default=None, help="the interface it arrives on (or leaves by)")
+    e.add_argument("--out-iface", default=None, help="the interface a forwarded packet leaves by")
     e.add_argument("--state", choices=["new", "established", "related", "invalid"], default=None)
     e.add_argument(
         "--tcp-flags", default=None, help="TCP flags set, e.g. syn,ack (default for tcp: syn)"

@@ -232,3 +232,20 @@ def test_eval_unknown_tcp_flag_is_a_usage_error(tmp_path: Path) -> None:
         "eval", str(rules), "--src", "192.0.2.1", "--dst", "198.51.100.1", "--tcp-flags", "sin"
     )
     assert out.returncode == 2 and "unknown TCP flag 'sin'" in out.stderr
+
+
+def test_eval_a_forwarded_packet_by_its_two_interfaces(tmp_path: Path) -> None:
+    """--format names the format of a file whose name does not; --iface and --out-iface
+    are the interfaces a forwarded packet arrives on and leaves by."""
+    rules = tmp_path / "forward.rules-yaml"
+    rules.write_text(
+        "rules:\n  - {id: lan-out, action: accept, iface: eth0, out_iface: eth1, proto: tcp}\n"
+    )
+    base = ["eval", str(rules), "--format", "yaml", "--src", "10.0.0.1", "--dst", "192.0.2.1"]
+    done = fw(*base, "--dport", "80", "--iface", "eth0", "--out-iface", "eth1")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("ACCEPT by rule 1 lan-out")
+    assert "on eth0 out via eth1" in done.stdout
+    back = fw(*base, "--dport", "80", "--iface", "eth1", "--out-iface", "eth0")
+    assert back.stdout.startswith("DROP by the default policy")
+    assert fw("check", str(rules)).returncode == 1  # no --format: the name does not say

@@ -25,19 +25,32 @@ __all__ = ["FORMATS", "detect_format", "load_rules"]
 Loader = Callable[[Path, "str | None"], RuleSet]
 
 
-def _native(path: Path, select: str | None) -> RuleSet:
-    from ..files import load_ruleset
-
+def _one_set(path: Path, select: str | None) -> None:
     if select is not None:
         raise ConfigError(
             "a YAML or CSV rule file holds one rule set; drop --select", file=str(path)
         )
-    return load_ruleset(path)
+
+
+def _yaml(path: Path, select: str | None) -> RuleSet:
+    from ...config.loader import read_file
+    from ..files import parse_ruleset_yaml
+
+    _one_set(path, select)
+    return read_file(path, parse_ruleset_yaml)
+
+
+def _csv(path: Path, select: str | None) -> RuleSet:
+    from ...config.loader import read_file
+    from ..files import parse_ruleset_csv
+
+    _one_set(path, select)
+    return read_file(path, parse_ruleset_csv)
 
 
 FORMATS: dict[str, Loader] = {
-    "yaml": _native,
-    "csv": _native,
+    "yaml": _yaml,
+    "csv": _csv,
     "aws": load_aws,
     "terraform": load_terraform,
     "nftables": load_nftables,

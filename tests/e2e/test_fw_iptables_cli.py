@@ -89,8 +89,34 @@ def test_export_to_iptables_and_ip6tables() -> None:
 
 def test_export_refuses_what_iptables_cannot_say(tmp_path: Path) -> None:
     rules = tmp_path / "r.yaml"
-    rules.write_text("rules:\n  - action: accept\n    iface: eth0\n")
+    rules.write_text("rules:\n  - action: accept\n    iface: eth0\n    out_iface: wan+\n")
     done = fw("export", rules, "--to", "iptables", "--hook", "forward")
     assert done.returncode == 1
     assert done.stderr.startswith(f"ramparts: {rules}:2: rule rule-1 (")
-    assert "an interface without a direction is ambiguous in the FORWARD chain" in done.stderr
+    assert "interface name 'wan+' cannot be said in iptables" in done.stderr
+
+
+def test_forward_chain_with_both_interfaces_in_and_out() -> None:
+    source = DATA / "router.rules"
+    check = fw("check", source, "--select", "FORWARD")
+    assert check.stdout == f"{source}: ok (20 rule(s), default drop)\n", check.stderr
+    done = fw(
+        "eval", source, "--select", "FORWARD", "--src", "198.51.100.7", "--dst", "192.168.50.10",
+        "--dport", "443", "--state", "new", "--iface", "wan0", "--out-iface", "dmz0",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (
+        "ACCEPT by rule 11 fwd-wan/1 (line 34): accept tcp from any to 192.168.50.10 port 80,443 "
+        "state new on wan0 out via dmz0\n"
+    )
+    out = fw("export", source, "--select", "FORWARD", "--to", "iptables", "--hook", "forward")
+    assert out.returncode == 0, out.stderr
+    assert (
+        "-A FORWARD -d 192.168.50.10/32 -i wan0 -o dmz0 -p tcp -m multiport --dports 80,443 "
+        "-m conntrack --ctstate NEW" in out.stdout
+    )
+    rs = load_rules(source, None, "FORWARD")
+    back = parse_iptables(out.stdout, "exported", "FORWARD")
+    probe = Packet.make("192.168.1.5", "192.0.2.1", "tcp", 40000, 25, iface="lan0",
+                        out_iface="wan0", ct_state="new")  # fmt: skip
+    assert evaluate(back, probe).action == evaluate(rs, probe).action

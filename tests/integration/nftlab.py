@@ -147,8 +147,11 @@ class Probe:
     def seq(self) -> int:
         return (self.id * 7919) & 0xFFFFFFFF
 
-    def packet(self, iface: str, ct_state: str | None = "new") -> Packet:
-        """The packet as ramparts' rules see it at R."""
+    def packet(
+        self, iface: str, out_iface: str | None = None, ct_state: str | None = "new"
+    ) -> Packet:
+        """The packet as ramparts' rules see it at R: arriving on ``iface``, forwarded out
+        of ``out_iface``."""
         icmp = self.icmp_type
         return Packet(
             self.version,
@@ -161,6 +164,7 @@ class Probe:
             icmp_code=0 if icmp is not None else None,
             tcp_flags=SYN if self.proto == 6 else 0,
             iface=iface,
+            out_iface=out_iface,
             ct_state=ct_state,
         )
 
@@ -290,6 +294,14 @@ class Lab:
     def iface_of(self, side: str) -> str:
         """R's interface a probe from ``side`` enters by."""
         return self.r_in if side == "c" else self.r_out
+
+    def egress_of(self, side: str) -> str:
+        """R's interface a probe from ``side`` is forwarded out of."""
+        return self.r_out if side == "c" else self.r_in
+
+    def seen_at_r(self, p: Probe) -> Packet:
+        """Probe ``p`` as R's forward hook sees it (input and output interface)."""
+        return p.packet(self.iface_of(p.side), self.egress_of(p.side))
 
     # setup / teardown --------------------------------------------------------------------
 

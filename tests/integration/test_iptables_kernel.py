@@ -8,10 +8,13 @@ as the oracle for syntax and round trips of formats/iptables.py:
   rule set it came from (golden rule sets, and random ones);
 - the importer's tables of ICMP type names, protocol names and reject types agree with
   the ones iptables itself resolves;
-- the kernel decides as the flattened rule set: each golden file's chains run in a
+- the kernel decides as the flattened rule set: each golden file's INPUT chains run in a
   router's FORWARD chain (tests/integration/nftlab.py: real packets crossing a namespace),
-  and for every probe the kernel's verdict (arrived, the reset or ICMP error it sent back,
-  or nothing) equals ``evaluate`` on the rule set ramparts flattened from the same text.
+  and so do the real FORWARD chains of the Docker host and the router, whose -i and -o
+  name the lab router's own interfaces and others it does not have; for every probe the
+  kernel's verdict (arrived, the reset or ICMP error it sent back, or nothing) equals
+  ``evaluate`` on the rule set ramparts flattened from the same text, for a forwarded
+  packet in by the router's ingress veth and out by its egress veth.
 
 Each test makes a namespace with a unique name and deletes it, even on failure. Nothing
 here touches the host's own tables.
@@ -43,6 +46,7 @@ from ..unit.firewall.formats.iptables_cases import (
     GOLDEN,
     RT_UNIVERSE,
     decision,
+    direction_of,
     model_rules,
     reject_kind,
     sample_packets,
@@ -126,7 +130,7 @@ def test_rendered_golden_rule_sets_round_trip(
     dumped = save(netns, version)
     assert rules_only(dumped) == rules_only(text)
     back = parse_iptables(dumped, "dump", chain)
-    packets = sample_packets([rs], version, "out" if chain == "OUTPUT" else "in", 2000, 11)
+    packets = sample_packets([rs], version, direction_of(chain), 2000, 11)
     assert [decision(back, p) for p in packets] == [decision(rs, p) for p in packets]
 
 
@@ -150,7 +154,28 @@ def test_random_rule_sets_round_trip_through_the_kernel(
     dumped = save(netns, version)
     assert rules_only(dumped) == rules_only(text)
     back = parse_iptables(dumped, "dump", chain)
-    for p in RT_UNIVERSE[(version, "out" if chain == "OUTPUT" else "in")]:
+    for p in RT_UNIVERSE[(version, direction_of(chain))]:
+        assert reject_kind(back, p) == reject_kind(rs, p), (p, text)
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(model_rules(forward=True), max_size=6),
+    st.sampled_from(list(Action)),
+    st.sampled_from([4, 6]),
+)
+def test_random_forward_rule_sets_round_trip_through_the_kernel(
+    netns: str, rules: list[Rule], default: Action, version: int
+) -> None:
+    """FORWARD rule sets with iface (-i) and out_iface (-o): the kernel loads them and
+    gives them back line for line, and read back they decide as before."""
+    rs = RuleSet.of(rules, default, name="random.yaml")
+    text = render_iptables_restore(rs, "FORWARD", version)
+    restore(netns, text, version)
+    dumped = save(netns, version)
+    assert rules_only(dumped) == rules_only(text)
+    back = parse_iptables(dumped, "dump", "FORWARD")
+    for p in RT_UNIVERSE[(version, None)]:
         assert reject_kind(back, p) == reject_kind(rs, p), (p, text)
 
 
@@ -230,6 +255,17 @@ def as_forward(text: str) -> str:
     return "\n".join([*out, "COMMIT", ""])
 
 
+def forward_only(text: str) -> str:
+    """The filter table of ``text`` with its own FORWARD chain and user chains, INPUT and
+    OUTPUT emptied and accepting, the other tables (nat would rewrite the probes) left out."""
+    body = text.split("*filter\n", 1)[1].split("\nCOMMIT", 1)[0].splitlines()
+    out = ["*filter", ":INPUT ACCEPT [0:0]", ":OUTPUT ACCEPT [0:0]"]
+    out += [
+        ln for ln in body if not ln.startswith((":INPUT", ":OUTPUT", "-A INPUT ", "-A OUTPUT "))
+    ]
+    return "\n".join([*out, "COMMIT", ""])
+
+
 def aimed(lab: Lab, rs: RuleSet, version: int, rng: random.Random, n: int) -> list[Probe]:
     """Probes built to match rules picked at random (a field nudged over an edge now and
     then) and some of the other IP version; TCP SYN, UDP, ICMP echo and GRE."""
@@ -262,6 +298,8 @@ def aimed(lab: Lab, rs: RuleSet, version: int, rng: random.Random, n: int) -> li
         side = rng.choice("cs")
         if rule.iface in (lab.r_in, lab.r_out) and rng.random() < 0.9:
             side = "c" if rule.iface == lab.r_in else "s"
+        elif rule.out_iface in (lab.r_in, lab.r_out) and rng.random() < 0.9:
+            side = "c" if rule.out_iface == lab.r_out else "s"
         src, dst = addr(rule.src), addr(rule.dst)
         sport, dport = port(rule.sport), port(rule.dport)
         if rng.random() < 0.25:
@@ -277,18 +315,24 @@ def aimed(lab: Lab, rs: RuleSet, version: int, rng: random.Random, n: int) -> li
 
 
 @pytest.mark.parametrize(
-    ("name", "version", "r_in", "r_out"),
+    ("name", "chain", "version", "r_in", "r_out"),
     [
-        ("gateway.rules", 4, "eth0", "wg0"),
-        ("ufw-webserver.rules", 4, "eth0", "ens3"),
-        ("webserver6.rules", 6, "eth0", "eth1"),
-        ("docker.rules", 4, "docker0", "eth0"),
+        ("gateway.rules", "INPUT", 4, "eth0", "wg0"),
+        ("ufw-webserver.rules", "INPUT", 4, "eth0", "ens3"),
+        ("webserver6.rules", "INPUT", 6, "eth0", "eth1"),
+        ("docker.rules", "INPUT", 4, "docker0", "eth0"),
+        # the real FORWARD chains: -i/-o on the router's names (and on dmz0, wg0 it lacks)
+        ("docker.rules", "FORWARD", 4, "docker0", "eth0"),
+        ("router.rules", "FORWARD", 4, "lan0", "wan0"),
+        ("router.rules", "FORWARD", 4, "wan0", "lan0"),
+        ("router.rules", "FORWARD", 4, "dmz0", "wan0"),
     ],
 )
 def test_the_kernel_decides_as_the_flattened_rule_set(
-    name: str, version: int, r_in: str, r_out: str
+    name: str, chain: str, version: int, r_in: str, r_out: str
 ) -> None:
-    text = as_forward((DATA / name).read_text())
+    source = (DATA / name).read_text()
+    text = as_forward(source) if chain == "INPUT" else forward_only(source)
     rs = parse_iptables(text, name, "FORWARD", version=version)
     with Lab(r_in=r_in, r_out=r_out) as lab:
         run(TOOLS[version][0], ns=lab.r, stdin=text)
@@ -296,7 +340,9 @@ def test_the_kernel_decides_as_the_flattened_rule_set(
         seen = lab.run_probes(probes)
     wrong = []
     for p in probes:
-        v = evaluate(rs, replace(p.packet(lab.iface_of(p.side)), direction="in"))
+        # a forwarded packet: in by the router's veth on its side, out by the other one
+        out_iface = lab.iface_of("s" if p.side == "c" else "c")
+        v = evaluate(rs, replace(p.packet(lab.iface_of(p.side)), out_iface=out_iface))
         reply = (
             expected_reply(v.rule.reject_with, p.version)
             if v.rule and v.action is Action.REJECT
@@ -310,7 +356,8 @@ def test_the_kernel_decides_as_the_flattened_rule_set(
             )
     verdicts = sorted({seen[p.id].verdict for p in probes})
     print(
-        f"[iptables oracle] {name}: {len(probes)} probes, verdicts {verdicts}, {len(wrong)} differ"
+        f"[iptables oracle] {name} {chain} via {r_in}/{r_out}: {len(probes)} probes, "
+        f"verdicts {verdicts}, {len(wrong)} differ"
     )
     assert not wrong, "\n".join(wrong[:10])
     assert len(probes) >= 250 and len(verdicts) >= 2

@@ -33,8 +33,11 @@ from typing import Any
 
 import dpkt
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ramparts.firewall.classbench import read_rules, read_trace
+from ramparts.firewall.diff import diff
 from ramparts.firewall.files import load_ruleset
 from ramparts.firewall.formats.nftables import compile_nftables, load_nftables
 from ramparts.firewall.kernel import ApplyError, Nft, apply, rollback
@@ -136,6 +139,9 @@ def aimed_probes(
         if rule and rule.iface in (lab.r_in, lab.r_out) and rng.random() < 0.8:
             wanted = "c" if rule.iface == lab.r_in else "s"
             side = wanted if wanted in sides else side
+        elif rule and rule.out_iface in (lab.r_in, lab.r_out) and rng.random() < 0.8:
+            wanted = "c" if rule.out_iface == lab.r_out else "s"
+            side = wanted if wanted in sides else side
         src = pick_addr(version, rule.src if rule else None)
         dst = pick_addr(version, rule.dst if rule else None)
         sport = pick_port(rule.sport if rule else None)
@@ -189,7 +195,7 @@ def compare(lab: Lab, name: str, rs: RuleSet, probes: list[Probe]) -> Report:
     bad: list[str] = []
     verdicts: collections.Counter[str] = collections.Counter()
     for p in probes:
-        v = evaluate(rs, p.packet(lab.iface_of(p.side)))
+        v = evaluate(rs, lab.seen_at_r(p))
         want = v.action.value
         rule = v.rule
         reply = None
@@ -214,7 +220,7 @@ def oracle(lab: Lab, name: str, rs: RuleSet, probes: list[Probe]) -> Report:
     report = compare(lab, name, rs, probes)
     decided: collections.Counter[int | None] = collections.Counter()
     for p in probes:
-        decided[evaluate(rs, p.packet(lab.iface_of(p.side))).index] += 1
+        decided[evaluate(rs, lab.seen_at_r(p)).index] += 1
     counted: collections.Counter[int | None] = collections.Counter()
     listed = lab.counters("inet", "oracle")
     assert [c for c, _ in listed] == [r.comment for r in program.rules]
@@ -373,6 +379,8 @@ def random_ruleset(rng: random.Random, lab: Lab, size: int) -> RuleSet:
         if rng.random() < 0.2:
             fields["iface"] = rng.choice([lab.r_in, lab.r_out, "ppp0"])
         if rng.random() < 0.2:
+            fields["out_iface"] = rng.choice([lab.r_in, lab.r_out, "ppp0"])
+        if rng.random() < 0.2:
             fields["ct_state"] = frozenset(
                 rng.choice([{"new"}, {"established"}, {"new", "established"}, {"invalid"}])
             )
@@ -398,6 +406,131 @@ def test_random_rule_sets(lab: Lab, seed: int) -> None:
     assert_agree(report)
 
 
+def _iface_rules(lab: Lab) -> RuleSet:
+    """Rules on R's real ingress and egress names and on names R does not have: iface
+    (iifname), out_iface (oifname), both, and negated (a name, then a catch-all)."""
+    lan, wan = lab.r_in, lab.r_out
+    tcp, udp = 6, 17
+    rules = [
+        Rule(
+            Action.DROP,
+            id="lan-to-wan-smtp",
+            proto=tcp,
+            dport=parse_ports(25),
+            iface=lan,
+            out_iface=wan,
+        ),
+        Rule(Action.REJECT, id="to-lan-udp", proto=udp, out_iface=lan),
+        Rule(
+            Action.ACCEPT,
+            id="wan-to-lan-https",
+            proto=tcp,
+            dport=parse_ports(443),
+            iface=wan,
+            out_iface=lan,
+        ),
+        Rule(Action.ACCEPT, id="wrong-pair", iface=lan, out_iface=lan),  # never: R routes across
+        Rule(Action.ACCEPT, id="to-dmz", out_iface="dmz0"),  # a name R does not have
+        Rule(Action.DROP, id="from-dmz", iface="dmz0"),
+        Rule(
+            Action.REJECT,
+            id="lan-out-ssh",
+            proto=tcp,
+            dport=parse_ports(22),
+            iface=lan,
+            reject_with="tcp-reset",
+        ),
+        Rule(Action.ACCEPT, id="out-wan", proto=tcp, out_iface=wan),
+        Rule(Action.REJECT, id="in-wan", iface=wan, reject_with="icmp-admin-prohibited"),
+    ]
+    return RuleSet(tuple(rules), Action.DROP, name="interfaces")
+
+
+def test_interface_names_in_and_out(lab: Lab) -> None:
+    rs = _iface_rules(lab)
+    probes = aimed_probes(lab, rs, random.Random(21), 400)
+    report = oracle(lab, "interfaces (iifname, oifname, both)", rs, probes)
+    assert_agree(report)
+    assert min(report.by_verdict[a] for a in ("accept", "drop", "reject")) > 30
+
+
+def test_negated_interface_names_imported(lab: Lab, tmp_path: Path) -> None:
+    """``iifname !=`` / ``oifname !=`` (also in sets and through a jump) on R's real names
+    and on one it does not have, loaded as written; ramparts judges the import."""
+    lan, wan = lab.r_in, lab.r_out
+    script = f"""table inet neg {{
+\tchain gate {{
+\t\ttype filter hook forward priority filter; policy accept;
+\t\toifname != "{wan}" tcp dport 1-1000 drop
+\t\tiifname != {{ "{lan}", "dmz0" }} udp dport 1-30000 reject
+\t\toifname != "dmz0" iifname != "{wan}" jump lan_side
+\t\tiifname != "{lan}" oifname != "{lan}" drop
+\t}}
+\tchain lan_side {{
+\t\toifname != "{wan}" return
+\t\tiifname "{lan}" tcp dport 2000-40000 reject with tcp reset
+\t\tmeta l4proto icmp drop
+\t}}
+}}
+"""
+    run("nft", "-f", "-", ns=lab.r, stdin=script)
+    path = tmp_path / "neg.json"
+    path.write_text(run("nft", "-j", "list", "ruleset", ns=lab.r))
+    rs = load_nftables(path, "inet/neg/gate")
+    assert {r.out_iface for r in rs.rules} >= {lan, wan}
+    report = compare(lab, f"negated interfaces ({len(rs.rules)} rules)", rs,
+                     aimed_probes(lab, rs, random.Random(22), 400))  # fmt: skip
+    assert_agree(report)
+    assert min(report.by_verdict[a] for a in ("accept", "drop", "reject")) > 30
+
+
+def test_a_hook_without_that_interface_reads_it_as_no_name(lab: Lab) -> None:
+    """On input there is no output interface and on output no input one: the kernel reads
+    the missing name as "" (``== "X"`` never, ``!= "X"`` always). host-ifaces.json loaded
+    into R; SYNs from C to R itself; each rule's counter against ramparts' import of the
+    input chain, and of the output chain for R's answers (resets from its closed ports)."""
+    listing = json.loads((DATA / "host-ifaces.json").read_text())
+    assert (lab.r_in, lab.r_out) == ("lan0", "wan0")
+    _load_listing(lab, listing, "inet", "host")
+    rs_in = load_nftables(DATA / "host-ifaces.json", "inet/host/input")
+    rs_out = load_nftables(DATA / "host-ifaces.json", "inet/host/output")
+    c4, r4 = (int(ipaddress.IPv4Address(ADDR[k])) for k in ("c4", "r_in4"))
+    probes = [
+        Probe(60000 + i, "c", 4, c4, r4, 6, 41000 + i, port)
+        for i, port in enumerate(p for p in range(999, 1009) for _ in range(3))
+    ]
+    lab.drain(quiet=0.05)
+    lab.send("c", (p.frame(MAC["c"], MAC["r_in"]) for p in probes))
+    lab.drain()
+    want: collections.Counter[str] = collections.Counter()
+    for p in probes:
+        v = evaluate(rs_in, p.packet(lab.r_in))
+        if v.rule is not None and "/policy" not in v.rule.id:  # the policy has no counter
+            want["input: " + v.rule.comment] += 1
+        answered = v.action is Action.ACCEPT or (
+            v.rule is not None and v.rule.reject_with == "tcp-reset"
+        )
+        if answered:  # a reset from R, out of lan0, back to C
+            reset = Packet(4, r4, c4, 6, p.dport, p.sport, tcp_flags=RST | ACK, iface=lab.r_in)
+            w = evaluate(rs_out, reset)
+            if w.rule is not None and "/policy" not in w.rule.id:
+                want["output: " + w.rule.comment] += 1
+    listed = json.loads(run("nft", "-j", "list", "table", "inet", "host", ns=lab.r))
+    got: collections.Counter[str] = collections.Counter()
+    for item in listed["nftables"]:
+        rule = item.get("rule")
+        if rule:
+            n = sum(int(e["counter"]["packets"]) for e in rule["expr"] if "counter" in e)
+            if n:
+                got[f"{rule['chain']}: {rule['comment']}"] += n
+    print(
+        f"[nft oracle] host-ifaces: {len(probes)} probes, rule counts {dict(sorted(got.items()))}"
+    )
+    assert got == want
+    assert got["input: in oif not lan0"] == 3 and got["output: out oif not lan0"] == 0
+    assert "input: in oif lan0" not in got and "output: out iif lan0" not in got
+
+
 # -- imported listings: the kernel runs the original chain -----------------------------------
 
 
@@ -421,6 +554,8 @@ def _load_listing(lab: Lab, listing: dict[str, Any], family: str, table: str) ->
         ("host.json", "inet/filter/input", "lan0", "wan0"),
         ("router.json", "inet/fw/forward", "lan", "guest"),
         ("docker-like.json", "ip/filter/FORWARD", "docker0", "eth0"),
+        ("router-ifaces.json", "inet/edge/forward", "lan0", "wan0"),
+        ("router-ifaces.json", "inet/edge/forward", "wan0", "lan0"),
     ],
 )
 def test_imported_listing_agrees_with_the_kernel_running_it(
@@ -590,7 +725,15 @@ def test_stateful_replies_pass_and_unsolicited_packets_do_not(lab: Lab) -> None:
     for f in sent:
         kernel = f.key in arrived
         p = Packet(
-            4, f.src, f.dst, 6, f.sport, f.dport, tcp_flags=f.flags, iface=lab.iface_of(f.side)
+            4,
+            f.src,
+            f.dst,
+            6,
+            f.sport,
+            f.dport,
+            tcp_flags=f.flags,
+            iface=lab.iface_of(f.side),
+            out_iface=lab.egress_of(f.side),
         )
         d = fw.decide(p, f.time)
         flags = "".join(
@@ -773,6 +916,69 @@ def test_five_thousand_addresses_are_one_rule_and_one_set(netns: str, tmp_path: 
     assert len(sets) == 1 and len(sets[0]["elem"]) == 5000
     assert (result.rules, result.sets, result.elements) == (1, 1, 5000)
     print(f"[nft apply] 5000 addresses: 1 rule, 1 set, applied and verified in {took:.2f} s")
+
+
+_NAMES = st.sampled_from([None, None, "lan0", "wan0", "dmz0"])
+
+
+@st.composite
+def _iface_rulesets(draw: st.DrawFn) -> RuleSet:
+    rules = []
+    for i in range(draw(st.integers(1, 6))):
+        proto = draw(st.sampled_from([None, 6, 17]))
+        action = draw(st.sampled_from(list(Action)))
+        reject_with = None
+        if action is Action.REJECT:
+            reject_with = draw(
+                st.sampled_from([None, "icmp-admin-prohibited"] + (["tcp-reset"] * (proto == 6)))
+            )
+        rules.append(
+            Rule(
+                action,
+                id=f"r{i + 1}",
+                proto=proto,
+                src=draw(st.sampled_from([None, parse_ipset("10.0.0.0/8"), parse_ipset("::/0")])),
+                dport=draw(st.sampled_from([None, parse_ports(443)])) if proto else None,
+                iface=draw(_NAMES),
+                out_iface=draw(_NAMES),
+                reject_with=reject_with,
+            )
+        )
+    return RuleSet(tuple(rules), draw(st.sampled_from(list(Action))))
+
+
+# nft lists a reject of one IP version with that version's ICMP type (a plain reject as
+# port-unreachable): the same answer on the wire, one name here.
+_ANSWER = {
+    "icmp-port-unreachable": None,
+    "icmpv6-port-unreachable": None,
+    "icmpv6-admin-prohibited": "icmp-admin-prohibited",
+}
+
+
+def _same_answers(rs: RuleSet) -> RuleSet:
+    rules = tuple(
+        replace(r, reject_with=_ANSWER.get(r.reject_with or "", r.reject_with)) for r in rs.rules
+    )
+    return replace(rs, rules=rules)
+
+
+def test_render_load_round_trip_keeps_interfaces(netns: str, tmp_path: Path) -> None:
+    """Property: a rule set with iface/out_iface, rendered for the forward hook, loaded by
+    the kernel, listed with ``nft -j`` and imported, decides every packet as it did
+    (``fw diff``: no region of header space, interfaces included, differs)."""
+    path = tmp_path / "listed.json"
+
+    @settings(max_examples=60, deadline=None, derandomize=True)
+    @given(_iface_rulesets())
+    def check(rs: RuleSet) -> None:
+        run("nft", "-f", "-", ns=netns, stdin=compile_nftables(rs, hook="forward").script())
+        path.write_text(run("nft", "-j", "list", "ruleset", ns=netns))
+        back = load_nftables(path, "inet/ramparts/forward")
+        found = diff(_same_answers(rs), _same_answers(back))
+        assert not found.changed, [(r.old, r.new) for r in found.regions[:3]]
+
+    check()
 
 
 def test_every_golden_script_passes_nft_check(netns: str) -> None:

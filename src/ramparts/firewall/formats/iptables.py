@@ -6,6 +6,8 @@ becomes one first-match RuleSet. ``select`` names the built-in chain to take (IN
 default, FORWARD, OUTPUT); the chains it jumps to are inlined with the jump's conditions
 conjoined, RETURN and falling off a user chain go back to the caller, falling off the
 built-in chain (or RETURN in it) applies its policy, which is the RuleSet's default.
+Interfaces: INPUT's -i is direction in on that iface, OUTPUT's -o direction out on that
+iface; FORWARD's -i is the rule's iface and -o its out_iface (no direction), together too.
 Negated addresses, ports, TCP flags and connection states become their complement; other
 negations (``! -i lo``, ``! -p tcp``), and RETURN or goto with conditions whose
 complement the model cannot say, are expanded exactly: the packets that skip the rule get
@@ -24,8 +26,10 @@ Out (:func:`render_iptables_restore`, :func:`render_ip6tables_restore`): a compl
 ``*filter`` ... ``COMMIT`` file for one chain and one IP version, the default as the
 chain's policy (a reject default is a last REJECT rule over policy DROP), each rule
 commented with its id, several ports as multiport (at most 15 a match, split beyond),
-connection states as conntrack. A rule that never matches in that chain or version is
-left out and named in a comment at the top; what iptables cannot say is refused.
+connection states as conntrack; iface and out_iface as -i and -o in FORWARD. A rule that
+never matches in that chain or version (an out_iface in INPUT or OUTPUT, a direction in
+FORWARD) is left out and named in a comment at the top; what iptables cannot say is
+refused.
 
 The format, the mapping of every option and the decisions are in
 docs/firewall-formats-iptables.md.
@@ -272,7 +276,8 @@ _V = TypeVar("_V", int, str)
 class _Cube:
     """The packets that satisfy every field given; None matches anything. ``in_iface`` and
     ``out_iface`` are iptables' -i and -o; the empty name is "the packet has none" (INPUT
-    packets have no output interface, OUTPUT packets no input interface)."""
+    packets have no output interface, OUTPUT packets no input interface; a FORWARD packet
+    has both, the rule's iface and out_iface)."""
 
     src: IPSet | None = None
     dst: IPSet | None = None
@@ -1566,8 +1571,6 @@ class _Flattener:
             cubes = [m for x in cubes for q in lit.cubes if (m := x.meet(q)) is not None]
             if not cubes:
                 return []
-            for x in cubes:
-                self._one_interface(x, rule, lit)
         for lit in rule.literals:
             if lit.unsupported:
                 raise self.doc.error(
@@ -1585,24 +1588,12 @@ class _Flattener:
                     for q in lit.cubes:
                         skip = x.meet(q)
                         if skip is not None and not self._covered(skip):
-                            self._one_interface(skip, rule, lit)
                             self._full(name, i + 1, skip, stack, rule)
                     kept.append(x)
                 else:
                     kept += rest
             cubes = kept
         return cubes
-
-    def _one_interface(self, cube: _Cube, rule: _IptRule, lit: _Literal) -> None:
-        """Refuse packets that name both an input and an output interface (FORWARD)."""
-        if cube.in_iface and cube.out_iface:
-            raise self.doc.error(
-                f"{lit.text}: the rule looks at both the input ({cube.in_iface}) and the "
-                f"output ({cube.out_iface}) interface of a forwarded packet; the rule model "
-                "has one interface and a direction per packet",
-                rule.line,
-                lit.column,
-            )
 
     def _chain_decides(self, name: str) -> bool:
         """Whether a jump to ``name`` can change any verdict (a chain of LOG and RETURN
@@ -1660,14 +1651,7 @@ class _Flattener:
                 rule.target.kind, Action.REJECT
             )
             reject_with = self._reject_with(rule) if action is Action.REJECT else None
-        in_iface, out_iface = cube.in_iface or None, cube.out_iface or None
-        if in_iface and out_iface:
-            raise self.doc.error(
-                f"a packet from {in_iface} to {out_iface} (-i with -o): the rule model has one "
-                "interface and a direction per packet",
-                line,
-                column,
-            )
+        direction, iface, out_iface = self._interfaces(cube)
         n = self._ids.get(base, 0) + 1
         if (n > 1 or rule is None) and self._covered(cube):
             return  # a copy made by an expansion that no packet reaches
@@ -1687,8 +1671,9 @@ class _Flattener:
                 icmp_type=cube.icmp_type,
                 icmp_code=cube.icmp_code,
                 tcp_flags=cube.tcp_flags,
-                direction="in" if in_iface else "out" if out_iface else None,
-                iface=in_iface or out_iface,
+                direction=direction,
+                iface=iface,
+                out_iface=out_iface,
                 ct_state=cube.ct_state,
                 reject_with=reject_with,
                 comment=comment,
@@ -1698,6 +1683,20 @@ class _Flattener:
             raise self.doc.error(str(exc), line, column) from None
         self._add(made, rule)
         self._decided.append(cube)
+
+    def _interfaces(self, cube: _Cube) -> tuple[str | None, str | None, str | None]:
+        """(direction, iface, out_iface) of the rule for ``cube``: INPUT's -i is direction
+        in on iface, OUTPUT's -o direction out on iface (their other interface is always
+        none, so never named); FORWARD's -i is iface and its -o out_iface, no direction
+        (a forwarded packet has none)."""
+        in_iface, out_iface = cube.in_iface or None, cube.out_iface or None
+        if self.builtin == "FORWARD":
+            return None, in_iface, out_iface
+        if self.builtin == "INPUT":
+            assert out_iface is None  # INPUT's top cube has no output interface
+            return ("in" if in_iface else None), in_iface, None
+        assert in_iface is None
+        return ("out" if out_iface else None), out_iface, None
 
     def _covered(self, cube: _Cube) -> bool:
         """Whether one of the last rules emitted decides every packet of ``cube`` (then
@@ -1890,33 +1889,26 @@ class _Refused(Exception):
     """A rule iptables cannot say."""
 
 
-def _iface_options(rule: Rule, chain: str) -> list[str] | None:
-    """-i/-o for the rule in ``chain``, or None if the rule never matches there."""
+def _iface_options(rule: Rule, chain: str) -> list[str]:
+    """-i/-o for the rule in ``chain`` (one it can match in, see :func:`_never_reason`):
+    in FORWARD iface is -i and out_iface -o; in INPUT iface is -i, in OUTPUT -o."""
     if chain == "FORWARD":
-        if rule.direction is not None and rule.iface is None:
-            raise _Refused("a direction without an interface cannot be said in the FORWARD chain")
-        if rule.iface is not None and rule.direction is None:
-            raise _Refused(
-                "an interface without a direction is ambiguous in the FORWARD chain "
-                "(-i or -o?); give the rule a direction"
-            )
-        option = "-i" if rule.direction == "in" else "-o"
+        named = [("-i", rule.iface), ("-o", rule.out_iface)]
     else:
-        inbound = chain == "INPUT"
-        if rule.direction is not None and (rule.direction == "in") != inbound:
-            return None
-        option = "-i" if inbound else "-o"
-    if rule.iface is None:
-        return []
-    name = rule.iface
-    if (
-        len(name) >= _IFNAMSIZ
-        or name.endswith("+")
-        or not name
-        or any(not c.isprintable() or c.isspace() or c in "\"'\\/" for c in name)
-    ):
-        raise _Refused(f"interface name {name!r} cannot be said in iptables")
-    return [option, name]
+        named = [("-i" if chain == "INPUT" else "-o", rule.iface)]
+    out: list[str] = []
+    for option, name in named:
+        if name is None:
+            continue
+        if (
+            len(name) >= _IFNAMSIZ
+            or name.endswith("+")
+            or not name
+            or any(not c.isprintable() or c.isspace() or c in "\"'\\/" for c in name)
+        ):
+            raise _Refused(f"interface name {name!r} cannot be said in iptables")
+        out += [option, name]
+    return out
 
 
 def _never_reason(rule: Rule, version: int, chain: str) -> str:
@@ -1926,6 +1918,10 @@ def _never_reason(rule: Rule, version: int, chain: str) -> str:
             return f"it names IPv{10 - version} addresses only"
     if rule.icmp_type is not None and rule.proto == (58 if version == 4 else 1):
         return f"{'ICMPv6' if version == 4 else 'ICMP'} types are IPv{10 - version}'s"
+    if chain == "FORWARD" and rule.direction is not None:
+        return f"direction {rule.direction} never matches in FORWARD (a forwarded packet has none)"
+    if chain != "FORWARD" and rule.out_iface is not None:
+        return f"out_iface (a forwarded packet's output interface) never matches in {chain}"
     if (
         chain != "FORWARD"
         and rule.direction is not None
@@ -1937,7 +1933,6 @@ def _never_reason(rule: Rule, version: int, chain: str) -> str:
 
 def _rule_lines(rule: Rule, index: int, chain: str, version: int) -> list[str]:
     iface = _iface_options(rule, chain)
-    assert iface is not None
     if rule.proto == 0:
         raise _Refused("iptables reads protocol 0 as any protocol")
     if version == 4 and rule.icmp_type == 255:

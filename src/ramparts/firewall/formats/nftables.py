@@ -11,15 +11,21 @@ of thousands of addresses is one rule, never one rule per address. The script st
 ``table F T`` + ``delete table F T``, so ``nft -f`` replaces our table, and only ours, in one
 atomic transaction. What nft cannot say the way the rule model means it is refused with the
 rule's file and line (a direction in a forward chain, an interface name nft would read as a
-wildcard); a rule that can never match in the chosen hook or family (``direction: out`` in
-``input``, an IPv6-only rule in a table of family ``ip``) is left out and named in a comment.
+wildcard). Interfaces: ``iface`` is ``iifname`` on the input and forward hooks and ``oifname``
+on output; ``out_iface`` (a forwarded packet's output interface) is ``oifname`` on forward. A
+rule that can never match in the chosen hook or family (``direction: out`` in ``input``, an
+``out_iface`` outside ``forward``, an IPv6-only rule in a table of family ``ip``) is left out
+and named in a comment.
 
 In (:func:`load_nftables`, :func:`parse_nftables`): one base chain of a listing (``select``:
 ``family/table/chain``, ``table/chain`` or a chain name; by default the only filter chain on
 the input hook) becomes a first-match rule list with the chain's policy as the default.
 Supported: ip/ip6 addresses, tcp/udp/sctp/th ports, ``meta l4proto``/``ip protocol``/
-``ip6 nexthdr``, ``meta nfproto``, iifname/oifname (the interface the hook gives: input
-interface on input and forward, output interface on output), ``ct state``, tcp flags,
+``ip6 nexthdr``, ``meta nfproto``, iifname/oifname (``iface`` is the input interface on
+input and forward and the output interface on output; on forward ``oifname`` is
+``out_iface``; the interface a hook does not have reads as the empty name in the kernel, so
+``oifname "X"`` on input, or ``iifname "X"`` on output, never matches and its ``!=`` always
+does), ``ct state``, tcp flags,
 icmp/icmpv6 type and code;
 prefixes, ranges, comparisons, anonymous sets and named sets (their elements from the
 listing's ``set`` objects); accept, drop, reject (and its type), jump and goto to regular
@@ -29,7 +35,7 @@ rule get the rest of the chain (and of its callers) conjoined with the skipped c
 ending in the policy, so nothing depends on a "continue" the rule model does not have. The
 expansion is bounded (``max_rules``). counter, log and comments decide nothing and are
 ignored. Everything else (limits, quotas, maps, concatenations, marks, iptables-nft ``xt``
-matches, an oifname in a forward chain, wildcard interface names) is refused, with the
+matches, wildcard interface names) is refused, with the
 JSON path of the expression (``nftables[12].rule.expr[2]``), the rule's handle, and the
 line and column of the rule object in the file. JSON has no line numbers of its own; an
 ``nft -j`` dump is one line, so there the column is the one that locates it.
@@ -465,6 +471,12 @@ def _render_rule(
             )
         if (rule.direction == "in") != (hook == "input"):
             return [], f"direction {rule.direction} never matches in hook {hook}"
+    if rule.out_iface is not None and hook != "forward":
+        _ifname(rule.out_iface)
+        return [], (
+            f"out_iface {rule.out_iface} (the interface a forwarded packet leaves by) never "
+            f"matches in hook {hook}"
+        )
     # nft's icmp type implies IPv4 and its icmpv6 type IPv6 (the importer reads them so).
     implied = None
     if rule.icmp_type is not None:
@@ -541,18 +553,24 @@ def _common_text(rule: Rule, hook: str) -> str:
     if proto is not None and not implied:
         parts.insert(0, f"meta l4proto {_PROTO_OUT.get(proto, str(proto))}")
     if rule.iface is not None:
-        name = rule.iface
-        if '"' in name or "\\" in name or name.endswith("*") or len(name) >= _IFNAMSIZ:
-            raise ValueError(
-                f"interface name {name!r}: nft reads a trailing * as a wildcard, and a name "
-                f"has at most {_IFNAMSIZ - 1} characters and no quotes"
-            )
         kw = "oifname" if hook == "output" else "iifname"
-        parts.append(f'{kw} "{name}"')
+        parts.append(f'{kw} "{_ifname(rule.iface)}"')
+    if rule.out_iface is not None:  # only in hook forward (_render_rule)
+        parts.append(f'oifname "{_ifname(rule.out_iface)}"')
     if rule.ct_state is not None:
         states = [s for s in _STATE_ORDER if s in rule.ct_state]
         parts.append("ct state " + ",".join(states))
     return " ".join(parts)
+
+
+def _ifname(name: str) -> str:
+    """``name`` as nft writes one interface (no wildcard), or ValueError."""
+    if not name or '"' in name or "\\" in name or name.endswith("*") or len(name) >= _IFNAMSIZ:
+        raise ValueError(
+            f"interface name {name!r}: nft reads a trailing * as a wildcard, and a name "
+            f"is not empty, has at most {_IFNAMSIZ - 1} characters and no quotes"
+        )
+    return name
 
 
 def _ports_text(ports: tuple[PortRange, ...]) -> str:
@@ -636,6 +654,7 @@ class _Match:
     icmp_code: int | None = None
     tcp_flags: tuple[int, int] | None = None
     iface: str | None = None
+    out_iface: str | None = None
     ct_state: frozenset[str] | None = None
 
     def conjoin(self, other: _Match) -> _Match | None:
@@ -670,6 +689,7 @@ class _Match:
             _same(self.icmp_code, other.icmp_code),
             _and_flags(self.tcp_flags, other.tcp_flags),
             _same(self.iface, other.iface),
+            _same(self.out_iface, other.out_iface),
             states,
         )
 
@@ -1008,6 +1028,21 @@ _NUMBER_NAMES: dict[str, dict[str, int]] = {
 }
 
 
+# meta iifname/oifname (and iif/oif) by hook: the rule model's field. The interface a hook
+# does not have (output on input, input on output) is the empty name to the kernel
+# (nft_meta_store_ifname), which no rule names (nft refuses ""): ``==`` never matches, ``!=``
+# always does.
+_NO_IFACE = "an interface the hook does not have"
+_IFACE_FIELDS: dict[tuple[str, str], str] = {
+    ("input", "i"): "iface",
+    ("input", "o"): _NO_IFACE,
+    ("forward", "i"): "iface",
+    ("forward", "o"): "out_iface",
+    ("output", "i"): _NO_IFACE,
+    ("output", "o"): "iface",
+}
+
+
 def _address_match(key: str, addrs: IPSet) -> _Match:
     return _Match(src=addrs) if key == "src" else _Match(dst=addrs)
 
@@ -1171,6 +1206,7 @@ class _Importer:
                 icmp_code=match.icmp_code,
                 tcp_flags=match.tcp_flags,
                 iface=match.iface,
+                out_iface=match.out_iface,
                 ct_state=match.ct_state,
                 reject_with=verdict.reject_with,
                 comment=comment,
@@ -1277,18 +1313,7 @@ class _Importer:
             if key in ("l4proto", "nfproto", "protocol"):
                 return ("meta nfproto" if key == "protocol" else f"meta {key}"), _ANY
             if key in ("iifname", "iif", "oifname", "oif"):
-                wanted = "o" if hook == "output" else "i"
-                if not key.startswith(wanted):
-                    if hook == "forward":
-                        why = (
-                            "the rule model has one interface per packet; in a forward "
-                            "chain it is the input interface (iifname)"
-                        )
-                    else:
-                        side = "input" if wanted == "o" else "output"
-                        why = f"a chain on hook {hook} has no {side} interface"
-                    raise _Refused(f"meta {key}: {why}", ".match.left")
-                return "iface", _ANY
+                return _IFACE_FIELDS[(str(hook), key[0])], _ANY
             raise _Refused(f"meta {key}: not in the rule model", ".match.left")
         if kind == "ct" and isinstance(body, dict):
             if body.get("key") == "state" and "dir" not in body:
@@ -1367,6 +1392,11 @@ class _Importer:
             return [_number_match(name, v) for v in _numbers(name, x)]
         if name == "iface":
             return [_Match(iface=_iface(x))]
+        if name == "out_iface":
+            return [_Match(out_iface=_iface(x))]
+        if name == _NO_IFACE:
+            _iface(x)  # a name all the same (wildcards refused)
+            return []  # the hook has no such interface: it reads as "", never a name
         raise _Refused(f"{name}: not in the rule model")
 
 

@@ -55,6 +55,8 @@ def golden_yaml(rs: RuleSet, title: str) -> str:
             out.append(f"    direction: {r.direction}")
         if r.iface is not None:
             out.append(f"    iface: {json.dumps(r.iface)}")
+        if r.out_iface is not None:
+            out.append(f"    out_iface: {json.dumps(r.out_iface)}")
         if r.ct_state is not None:
             out.append(f"    state: {json.dumps([s for s in STATES if s in r.ct_state])}")
         if r.reject_with is not None:
@@ -77,12 +79,18 @@ def source_line(text: str, rule_id: str) -> int:
     return found[int(what) - 1]
 
 
+def direction_of(chain: str) -> str | None:
+    """The direction of the packets a built-in chain sees (a forwarded packet has none)."""
+    return {"INPUT": "in", "OUTPUT": "out", "FORWARD": None}[chain]
+
+
 def sample_packets(
-    rulesets: Iterable[RuleSet], version: int, direction: str, count: int, seed: int
+    rulesets: Iterable[RuleSet], version: int, direction: str | None, count: int, seed: int
 ) -> list[Packet]:
     """Packets whose fields sit on and next to every boundary the rules draw (addresses,
     ports, ICMP types, interfaces), with random flags and states; a few of the other IP
-    version. Seeded, so a failure repeats."""
+    version. Direction None: forwarded packets, with an output interface too. Seeded, so
+    a failure repeats."""
     rng = random.Random(seed)
     addrs: dict[int, set[int]] = {4: {0, 0x0A000001, 0xC0000201}, 6: {0, 1, 0x20010DB8 << 96}}
     ports = {0, 22, 53, 80, 443, 1024, 65535}
@@ -100,8 +108,7 @@ def sample_packets(
                 ports |= {max(pr.lo - 1, 0), pr.lo, pr.hi, min(pr.hi + 1, 65535)}
             if r.icmp_type is not None:
                 icmp.add(r.icmp_type)
-            if r.iface is not None:
-                ifaces.add(r.iface)
+            ifaces |= {name for name in (r.iface, r.out_iface) if name is not None}
     packets = []
     for n in range(count):
         v = version if n % 20 else 10 - version
@@ -116,6 +123,8 @@ def sample_packets(
         if proto in (1, 58):
             extra["icmp_type"] = rng.choice(sorted(icmp))
             extra["icmp_code"] = rng.choice([0, 4])
+        if direction is None:
+            extra["out_iface"] = rng.choice(sorted(ifaces))
         packets.append(
             Packet(
                 v,
@@ -147,6 +156,9 @@ GOLDEN = [
     ("gateway.rules", "INPUT", 4),
     ("webserver6.rules", "INPUT", 6),
     ("docker.rules", "INPUT", 4),
+    ("docker.rules", "FORWARD", 4),
+    ("router.rules", "FORWARD", 4),
+    ("router.rules", "INPUT", 4),
 ]
 
 
@@ -163,14 +175,17 @@ REJECTS = [None, "icmp-port-unreachable", "icmp-admin-prohibited", "icmpv6-port-
 
 
 @st.composite
-def model_rules(draw: st.DrawFn) -> Rule:
+def model_rules(draw: st.DrawFn, forward: bool = False) -> Rule:
+    """A random rule; ``forward``: mostly without a direction, with an output interface
+    (a rule with a direction never matches a forwarded packet)."""
     action = draw(st.sampled_from(list(Action)))
     proto = draw(st.sampled_from([None, 6, 17, 1, 58, 47]))
     src, dst = draw(st.sampled_from(ADDRS)), draw(st.sampled_from(ADDRS))
     kw: dict[str, object] = {
         "src": parse_ipset(src) if src else None,
         "dst": parse_ipset(dst) if dst else None,
-        "direction": draw(st.sampled_from([None, None, "in", "out"])),
+        "direction": draw(st.sampled_from([None, None, None, "in"] if forward
+                                          else [None, None, "in", "out"])),
         "iface": draw(st.sampled_from([None, None, "eth0", "lo"])),
         "ct_state": draw(st.sampled_from([None, None, frozenset({"new"}),
                                           frozenset({"established", "related"})])),
@@ -188,13 +203,18 @@ def model_rules(draw: st.DrawFn) -> Rule:
     if action is Action.REJECT:
         types = REJECTS + (["tcp-reset"] if proto == 6 else [])
         kw["reject_with"] = draw(st.sampled_from(types))
+    if kw["direction"] is None:
+        kw["out_iface"] = draw(st.sampled_from([None, "eth1", "lo"] if forward else [None] * 5
+                                               + ["eth1"]))  # fmt: skip
     src, dst = kw["src"], kw["dst"]
     if isinstance(src, IPSet) and isinstance(dst, IPSet) and not src.versions & dst.versions:
         kw["dst"] = None
     return Rule(action, proto=proto, **kw)  # type: ignore[arg-type]
 
 
-def round_trip_universe(version: int, direction: str) -> list[Packet]:
+def round_trip_universe(version: int, direction: str | None) -> list[Packet]:
+    """Packets of the values the random rules tell apart; direction None: forwarded ones,
+    in by eth0 or lo, out by eth1 or lo."""
     if version == 4:
         srcs, dsts, icmp = (
             ["10.0.0.2", "10.0.0.7", "192.0.2.5"],
@@ -215,18 +235,21 @@ def round_trip_universe(version: int, direction: str) -> list[Packet]:
             shapes.append(("udp", sport, dport, {}))
     shapes += [(icmp, 0, 0, {"icmp_type": t, "icmp_code": 4}) for t in (8, 128, 3)]
     shapes.append(("47", 0, 0, {}))
+    outs: tuple[str | None, ...] = ("eth1", "lo") if direction is None else (None,)
     out = []
     for src in srcs:
         for dst in dsts:
             for proto, sport, dport, extra in shapes:
                 for iface in ("eth0", "lo"):
-                    for state in ("new", "established", None):
-                        out.append(Packet.make(src, dst, proto, sport, dport, direction=direction,
-                                               iface=iface, ct_state=state, **extra))  # fmt: skip
+                    for out_iface in outs:
+                        for state in ("new", "established", None):
+                            out.append(Packet.make(
+                                src, dst, proto, sport, dport, direction=direction, iface=iface,
+                                out_iface=out_iface, ct_state=state, **extra))  # fmt: skip
     return out
 
 
-RT_UNIVERSE = {(v, d): round_trip_universe(v, d) for v in (4, 6) for d in ("in", "out")}
+RT_UNIVERSE = {(v, d): round_trip_universe(v, d) for v in (4, 6) for d in ("in", "out", None)}
 KINDS = {"icmp-port-unreachable": "port", "icmpv6-port-unreachable": "port",
          "icmp-admin-prohibited": "admin", "icmpv6-admin-prohibited": "admin",
          "tcp-reset": "tcp-reset", None: "port"}  # fmt: skip

@@ -6,7 +6,8 @@ test files use and fails on any other a packet reaches, so it never ignores a ma
 flattened rule sets of the importer are checked against it, packet by packet.
 
 A packet of the INPUT chain has ``iface`` as its input interface and no output interface;
-of the OUTPUT chain, the reverse. The table of one IP version lets the other version's
+of the OUTPUT chain, the reverse; a packet of the FORWARD chain has both, ``iface`` in and
+``out_iface`` out. The table of one IP version lets the other version's
 packets through (ACCEPT), as the importer's first rule says.
 """
 
@@ -159,8 +160,7 @@ class Oracle:
         if opt == "-p":
             return v == "all" or p.proto == (int(v) if v.isdigit() else PROTOCOLS[v])
         if opt in ("-i", "-o"):
-            has = (opt == "-i") == (chain != "OUTPUT")
-            return has and p.iface == v
+            return _interface(chain, opt, p) == v
         if opt in ("--sport", "--dport"):
             return _in_ports(p.sport if opt == "--sport" else p.dport, v)
         if opt in ("--sports", "--dports"):
@@ -182,6 +182,13 @@ class Oracle:
         if opt == "--syn":
             return p.tcp_flags & 0x17 == 0x02
         raise AssertionError(f"the oracle does not know {' '.join(values)}")
+
+
+def _interface(chain: str, opt: str, p: Packet) -> str | None:
+    """The packet's input (-i) or output (-o) interface in ``chain``; None if it has none."""
+    if chain == "FORWARD":
+        return p.iface if opt == "-i" else p.out_iface
+    return p.iface if (opt == "-i") == (chain == "INPUT") else None
 
 
 def _in_ports(port: int, spec: str) -> bool:

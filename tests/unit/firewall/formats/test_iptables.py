@@ -1,7 +1,8 @@
 """iptables-save in, iptables-restore out (formats/iptables.py).
 
 Golden files: realistic iptables-save dumps (ufw with fail2ban, a hand-kept rules.v4 with
-user chains, RETURNs and negations, an ip6tables web server, a Docker host), each saved by
+user chains, RETURNs and negations, an ip6tables web server, a Docker host with its
+FORWARD chain, a router's FORWARD chain with -i and -o), each saved by
 the kernel's own iptables-save, flattened and compared with a reviewed YAML rule set
 literally (rule by rule, with each rule's source line) and semantically (packet by packet
 against a direct chain-walking interpreter, tests/.../iptables_oracle.py). Then every
@@ -19,6 +20,7 @@ from __future__ import annotations
 import os
 import textwrap
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,7 @@ from .iptables_cases import (
     GOLDEN,
     RT_UNIVERSE,
     decision,
+    direction_of,
     golden_yaml,
     model_rules,
     reject_kind,
@@ -105,8 +108,7 @@ def test_golden_semantically(name: str, chain: str, version: int) -> None:
     source = DATA / name
     expected = load_ruleset(DATA / f"{source.stem}.{chain}.yaml")
     oracle = Oracle(source.read_text(), version)
-    direction = "out" if chain == "OUTPUT" else "in"
-    packets = sample_packets([expected], version, direction, 3000, seed=len(name))
+    packets = sample_packets([expected], version, direction_of(chain), 3000, seed=len(name))
     wrong = [p for p in packets if decision(expected, p) != oracle.decide(chain, p)]
     assert not wrong, f"{len(wrong)} packets differ, e.g. {wrong[0]}"
 
@@ -167,17 +169,62 @@ def test_stock_ufw_is_refused_at_its_addrtype_line() -> None:
     assert (stock.rules, stock.default) == (edited.rules, edited.default)
 
 
-def test_docker_forward_is_refused_where_it_needs_two_interfaces() -> None:
-    source = DATA / "docker.rules"
-    text = source.read_text().splitlines()
-    with pytest.raises(ConfigError) as info:
-        load_iptables(source, "FORWARD")
-    e = info.value
-    assert e.line is not None
-    line = text[e.line - 1]
-    assert line == "-A DOCKER-ISOLATION-STAGE-1 -i docker0 ! -o docker0 -j DOCKER-ISOLATION-STAGE-2"
-    assert e.column == line.index("! -o") + 1
-    assert "input (docker0) and the output (docker0) interface" in e.reason
+def fwd(src: str, dst: str, iface: str, out_iface: str, proto: str = "tcp", dport: int = 80,
+        state: str = "new") -> Packet:  # fmt: skip
+    """A forwarded packet (no direction): in by ``iface``, out by ``out_iface``."""
+    return Packet.make(src, dst, proto, 40000, dport, iface=iface, out_iface=out_iface,
+                       ct_state=state, tcp_flags=SYN if proto == "tcp" else 0)  # fmt: skip
+
+
+def by_rule(rs: RuleSet, p: Packet) -> str:
+    v = evaluate(rs, p)
+    return v.rule.id if v.rule else "default"
+
+
+def test_docker_forward_in_plain_words() -> None:
+    """Docker's FORWARD: containers reach out (-i docker0 ! -o docker0), the published port
+    is reached from outside (DOCKER: ! -i docker0 -o docker0), replies come back, the rest
+    is dropped. Its '! -o docker0' is expanded: bridge-internal packets skip the isolation
+    chain and meet the rest of FORWARD right there."""
+    rs = load_iptables(DATA / "docker.rules", "FORWARD")
+    assert rs.default is Action.DROP
+    assert all(r.direction is None for r in rs.rules)
+    out = fwd("172.17.0.2", "192.0.2.80", "docker0", "eth0")
+    assert by_rule(rs, out) == "FORWARD/5"
+    published = fwd("198.51.100.7", "172.17.0.2", "eth0", "docker0")
+    assert by_rule(rs, published) == "DOCKER/1"
+    assert evaluate(rs, replace(published, dport=81)).action is Action.DROP
+    reply = fwd("192.0.2.80", "172.17.0.2", "eth0", "docker0", state="established")
+    assert by_rule(rs, reply) == "FORWARD/3~2"
+    internal = fwd("172.17.0.3", "172.17.0.2", "docker0", "docker0", dport=5432)
+    assert by_rule(rs, internal) == "FORWARD/6"
+    banned = fwd("203.0.113.9", "172.17.0.2", "eth0", "docker0")
+    assert by_rule(rs, banned) == "DOCKER-USER/1"
+
+
+def test_router_forward_in_plain_words() -> None:
+    rs = load_iptables(DATA / "router.rules", "FORWARD")
+    lan, wan, dmz, wg = "lan0", "wan0", "dmz0", "wg0"
+    assert by_rule(rs, fwd("192.168.1.5", "192.0.2.1", lan, wan, dport=443)) == "fwd-lan/2"
+    assert by_rule(rs, fwd("192.168.1.5", "192.0.2.1", lan, wan, dport=25)) == "fwd-reject/2"
+    assert by_rule(rs, fwd("192.168.1.5", "192.168.50.10", lan, dmz, dport=22)) == "fwd-lan/3"
+    # the LAN to the DMZ on another port: fwd-lan falls off, FORWARD ends in fwd-reject
+    assert evaluate(rs, fwd("192.168.1.5", "192.168.50.10", lan, dmz, dport=3306)).action is (
+        Action.REJECT
+    )
+    web = fwd("198.51.100.7", "192.168.50.10", wan, dmz, dport=443)
+    assert by_rule(rs, web) == "fwd-wan/1"
+    # from the WAN straight into the LAN: fwd-wan was a goto, so falling off it is the policy
+    assert by_rule(rs, fwd("198.51.100.7", "192.168.1.5", wan, lan, dport=22)) == "FORWARD/6"
+    ping = fwd("198.51.100.7", "192.168.50.10", wan, dmz, proto="icmp", dport=0)
+    assert evaluate(rs, replace(ping, icmp_type=8, icmp_code=0)).rule.id == "fwd-wan/4"  # type: ignore[union-attr]
+    assert evaluate(rs, replace(ping, icmp_type=8, icmp_code=0, out_iface=lan)).action is (
+        Action.DROP
+    )
+    assert by_rule(rs, fwd("10.99.0.4", "192.168.1.5", wg, lan)) == "FORWARD/5"
+    assert by_rule(rs, fwd("10.99.0.4", "192.0.2.1", wg, wan)) == "fwd-reject/2~3"
+    assert by_rule(rs, fwd("192.168.50.10", "192.0.2.1", dmz, wan)) == "FORWARD/8"
+    assert by_rule(rs, fwd("192.168.50.10", "192.168.1.5", dmz, lan)) == "fwd-reject/2~2"
 
 
 def test_gateway_return_for_an_interface_is_expanded_exactly() -> None:
@@ -489,8 +536,19 @@ def test_interfaces_give_iface_and_direction() -> None:
     assert got == [("in", "eth0"), (None, None)]
     out = parse(table("-A OUTPUT -o wg0 -j DROP", policy="ACCEPT"), "OUTPUT")
     assert [(r.direction, r.iface) for r in rules_of(out)] == [("out", "wg0")]
-    fwd = parse(table("-A FORWARD -i eth0 -j DROP", "-A FORWARD -o eth1 -j ACCEPT"), "FORWARD")
-    assert [(r.direction, r.iface) for r in rules_of(fwd)] == [("in", "eth0"), ("out", "eth1")]
+    forward = parse(
+        table(
+            "-A FORWARD -i eth0 -j DROP",
+            "-A FORWARD -o eth1 -j ACCEPT",
+            "-A FORWARD -i eth1 -o eth0 -j ACCEPT",
+        ),
+        "FORWARD",
+    )
+    assert [(r.direction, r.iface, r.out_iface) for r in rules_of(forward)] == [
+        (None, "eth0", None),
+        (None, None, "eth1"),
+        (None, "eth1", "eth0"),
+    ]
 
 
 def test_output_interface_in_a_chain_input_reaches_never_matches() -> None:
@@ -728,10 +786,33 @@ def test_jump_loops_are_refused() -> None:
     assert "makes a loop" in e.reason
 
 
-def test_forward_with_both_interfaces_is_refused() -> None:
-    e = error(table("-A FORWARD -i eth0 -o eth1 -j ACCEPT"), "FORWARD")
+def test_forward_reads_both_interfaces_and_expands_their_negations() -> None:
+    rs = parse(
+        table(
+            "-A FORWARD -i lan0 -o wan0 -j ACCEPT",
+            "-A FORWARD -i lan0 ! -o wan0 -p tcp -j REJECT --reject-with tcp-reset",
+            "-A FORWARD ! -i lan0 -o lan0 -j DROP",
+            "-A FORWARD -p udp -j ACCEPT",
+        ),
+        "FORWARD",
+    )
+    assert described(rs) == [
+        "FORWARD/1: accept any from 0.0.0.0/0 to any on lan0 out via wan0",
+        "FORWARD/2: reject with tcp-reset tcp from 0.0.0.0/0 to any on lan0",
+        # '! -i lan0': lan0's packets to lan0 skip the DROP and meet the rest right there
+        "FORWARD/4: accept udp from 0.0.0.0/0 to any on lan0 out via lan0",
+        "FORWARD/policy: accept any from 0.0.0.0/0 to any on lan0 out via lan0",
+        "FORWARD/3: drop any from 0.0.0.0/0 to any out via lan0",
+        "FORWARD/4~2: accept udp from 0.0.0.0/0 to any",
+    ]
+    assert by_rule(rs, fwd("10.0.0.1", "192.0.2.1", "lan0", "lan0", proto="udp")) == "FORWARD/4"
+    assert by_rule(rs, fwd("10.0.0.1", "192.0.2.1", "wan0", "lan0", proto="udp")) == "FORWARD/3"
+
+
+def test_interface_wildcards_are_still_refused() -> None:
+    e = error(table("-A FORWARD -i lan0 -o eth+ -j ACCEPT"), "FORWARD")
     assert (e.line, e.column) == (5, 20)
-    assert "both the input (eth0) and the output (eth1)" in e.reason
+    assert "eth+ is a name prefix" in e.reason
 
 
 def test_a_drop_in_another_table_on_the_way_is_refused() -> None:
@@ -908,8 +989,8 @@ def test_render_comments_are_quoted_and_cut_to_255_bytes() -> None:
         (Rule(Action.DROP, id="r", proto=1, icmp_type=255), "INPUT", "ICMP type 255"),
         (Rule(Action.DROP, id="r", iface="eth+"), "INPUT", "cannot be said in iptables"),
         (Rule(Action.DROP, id="r", iface="a-very-long-interface"), "INPUT", "cannot be said"),
-        (Rule(Action.DROP, id="r", iface="eth0"), "FORWARD", "without a direction is ambiguous"),
-        (Rule(Action.DROP, id="r", direction="in"), "FORWARD", "without an interface"),
+        (Rule(Action.DROP, id="r", out_iface="wan+"), "FORWARD", "'wan+' cannot be said"),
+        (Rule(Action.DROP, id="r", iface="lan0", out_iface="x" * 16), "FORWARD", "cannot be said"),
     ],
 )
 def test_render_refuses_what_iptables_cannot_say(rule: Rule, chain: str, reason: str) -> None:
@@ -922,23 +1003,40 @@ def test_render_refuses_what_iptables_cannot_say(rule: Rule, chain: str, reason:
 
 
 def replace_line(rule: Rule, line: int) -> Rule:
-    from dataclasses import replace
-
     return replace(rule, line=line)
 
 
-def test_render_forward_uses_the_direction_for_the_interface() -> None:
+def test_render_forward_gives_iface_as_in_and_out_iface_as_out() -> None:
     rs = RuleSet.of(
         [
-            Rule(Action.ACCEPT, direction="in", iface="wg0"),
-            Rule(Action.DROP, direction="out", iface="eth0"),
+            Rule(Action.ACCEPT, id="vpn", iface="wg0", out_iface="lan0",
+                 src=parse_ipset("10.99.0.0/24")),
+            Rule(Action.DROP, id="to-wan", out_iface="wan0"),
+            Rule(Action.ACCEPT, id="from-lan", iface="lan0"),
+            Rule(Action.ACCEPT, id="host-in", direction="in", iface="eth0"),
         ]
-    )
-    lines = [ln for ln in render_iptables_restore(rs, "FORWARD").splitlines() if "-A" in ln]
-    assert lines == [
-        "-A FORWARD -i wg0 -m comment --comment rule-1 -j ACCEPT",
-        "-A FORWARD -o eth0 -m comment --comment rule-2 -j DROP",
+    )  # fmt: skip
+    text = render_iptables_restore(rs, "FORWARD")
+    assert [ln for ln in text.splitlines() if ln.startswith(("-A", "# left"))] == [
+        "# left out host-in: direction in never matches in FORWARD (a forwarded packet has none)",
+        "-A FORWARD -s 10.99.0.0/24 -i wg0 -o lan0 -m comment --comment vpn -j ACCEPT",
+        "-A FORWARD -o wan0 -m comment --comment to-wan -j DROP",
+        "-A FORWARD -i lan0 -m comment --comment from-lan -j ACCEPT",
     ]
+    back = parse_iptables(text, "back", "FORWARD")
+    assert [(r.iface, r.out_iface, r.direction) for r in rules_of(back)] == [
+        ("wg0", "lan0", None),
+        (None, "wan0", None),
+        ("lan0", None, None),
+    ]
+    # in INPUT and OUTPUT a forwarded packet's output interface never matches
+    for chain in ("INPUT", "OUTPUT"):
+        host = render_iptables_restore(rs, chain)
+        assert (
+            f"# left out vpn: out_iface (a forwarded packet's output interface) never "
+            f"matches in {chain}" in host
+        )
+        assert "to-wan" not in host.split("*filter")[1]
 
 
 def test_the_rendered_golden_files_load_back_the_same() -> None:
@@ -946,7 +1044,7 @@ def test_the_rendered_golden_files_load_back_the_same() -> None:
         rs = load_iptables(DATA / name, chain)
         text = render_iptables_restore(rs, chain, version)
         back = parse_iptables(text, "rendered", chain)
-        packets = sample_packets([rs], version, "out" if chain == "OUTPUT" else "in", 1500, 7)
+        packets = sample_packets([rs], version, direction_of(chain), 1500, 7)
         assert [decision(rs, p) for p in packets] == [decision(back, p) for p in packets]
 
 
@@ -962,7 +1060,8 @@ SLOTS = {
               "-p tcp -m tcp --tcp-flags SYN,ACK ACK", "-p tcp -m tcp --sport 1024:",
               "-p icmp -m icmp --icmp-type 8", "-p icmp -m icmp ! --icmp-type 8",
               "-p udp -m udp ! --sport 53"],
-    "iface": ["-i eth0", "! -i eth0", "-i lo", "-o eth0", "! -o lo"],
+    "iface": ["-i eth0", "! -i eth0", "-i lo", "-o eth0", "! -o lo", "-i eth0 -o lo",
+              "! -i lo -o eth0", "-i lo ! -o eth0"],
     "state": ["-m conntrack --ctstate NEW", "-m conntrack ! --ctstate ESTABLISHED,RELATED",
               "-m state --state INVALID", "-m conntrack --ctstate NEW,ESTABLISHED"],
 }  # fmt: skip
@@ -972,7 +1071,7 @@ SLOTS = {
 def chain_tables(draw: st.DrawFn) -> tuple[str, str]:
     """A filter table with a built-in chain and up to three user chains, jumps and gotos
     only forward (no loops), rules from the SLOTS palette."""
-    builtin = draw(st.sampled_from(["INPUT", "OUTPUT"]))
+    builtin = draw(st.sampled_from(["INPUT", "OUTPUT", "FORWARD"]))
     users = [f"U{k}" for k in range(1, draw(st.integers(1, 3)) + 1)]
     policy = draw(st.sampled_from(["ACCEPT", "DROP"]))
     lines = ["*filter", f":{builtin} {policy} [0:0]", *(f":{u} - [0:0]" for u in users)]
@@ -995,8 +1094,9 @@ def chain_tables(draw: st.DrawFn) -> tuple[str, str]:
     return "\n".join(lines) + "\n", builtin
 
 
-def universe(direction: str) -> list[Packet]:
-    """Every combination of the values the SLOTS palette tells apart (and one IPv6 packet)."""
+def universe(direction: str | None) -> list[Packet]:
+    """Every combination of the values the SLOTS palette tells apart (and one IPv6 packet);
+    direction None: forwarded packets, with every output interface too."""
     out = [Packet.make("2001:db8::1", "2001:db8::2", "tcp", 1, 22, direction=direction)]
     srcs, dsts = ["10.0.0.2", "10.0.0.9", "172.16.0.1"], ["192.0.2.1", "192.0.2.200"]
     shapes: list[tuple[str, int, int, dict[str, int]]] = []
@@ -1012,17 +1112,18 @@ def universe(direction: str) -> list[Packet]:
         for dst in dsts:
             for proto, sport, dport, extra in shapes:
                 for iface in ("eth0", "lo"):
-                    for state in ("new", "established", "invalid"):
-                        out.append(
-                            Packet.make(
-                                src, dst, proto, sport, dport, direction=direction,
-                                iface=iface, ct_state=state, **extra,
-                            )
-                        )  # fmt: skip
+                    for out_iface in ("eth0", "lo") if direction is None else (None,):
+                        for state in ("new", "established", "invalid"):
+                            out.append(
+                                Packet.make(
+                                    src, dst, proto, sport, dport, direction=direction,
+                                    iface=iface, out_iface=out_iface, ct_state=state, **extra,
+                                )
+                            )  # fmt: skip
     return out
 
 
-UNIVERSE = {"in": universe("in"), "out": universe("out")}
+UNIVERSE = {d: universe(d) for d in ("in", "out", None)}
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -1031,7 +1132,7 @@ def test_flattening_decides_as_the_chain_walk(drawn: tuple[str, str]) -> None:
     text, builtin = drawn
     rs = parse_iptables(text, "random.rules", builtin)
     oracle = Oracle(text)
-    for p in UNIVERSE["out" if builtin == "OUTPUT" else "in"]:
+    for p in UNIVERSE[direction_of(builtin)]:
         assert decision(rs, p) == oracle.decide(builtin, p), (p, [r.describe() for r in rs.rules])
 
 
@@ -1045,7 +1146,23 @@ def test_render_then_load_decides_the_same(
     rs = RuleSet.of(rules, default, name="random.yaml")
     text = render_iptables_restore(rs, chain, version)
     back = parse_iptables(text, "rendered.rules", chain)
-    for p in RT_UNIVERSE[(version, "out" if chain == "OUTPUT" else "in")]:
+    for p in RT_UNIVERSE[(version, direction_of(chain))]:
+        assert reject_kind(back, p) == reject_kind(rs, p), (p, text)
+
+
+@Props
+@given(st.lists(model_rules(forward=True), max_size=6), st.sampled_from(list(Action)),
+       st.sampled_from([4, 6]))  # fmt: skip
+def test_forward_rule_sets_render_then_load_decide_the_same(
+    rules: list[Rule], default: Action, version: int
+) -> None:
+    """Random FORWARD rule sets with iface and out_iface (and rules with a direction, which
+    never match a forwarded packet and are left out) survive render -> load."""
+    rs = RuleSet.of(rules, default, name="random.yaml")
+    text = render_iptables_restore(rs, "FORWARD", version)
+    back = parse_iptables(text, "rendered.rules", "FORWARD")
+    assert all(r.direction is None for r in back.rules)
+    for p in RT_UNIVERSE[(version, None)]:
         assert reject_kind(back, p) == reject_kind(rs, p), (p, text)
 
 

@@ -57,6 +57,9 @@ IMPORTS = [
     ("host.json", None, "host.expected.yaml"),
     ("docker-like.json", "ip/filter/FORWARD", "docker-like.expected.yaml"),
     ("router.json", "forward", "router.expected.yaml"),
+    ("router-ifaces.json", "inet/edge/forward", "router-ifaces.expected.yaml"),
+    ("host-ifaces.json", "inet/host/input", "host-ifaces-input.expected.yaml"),
+    ("host-ifaces.json", "inet/host/output", "host-ifaces-output.expected.yaml"),
 ]
 # (golden script, rule file, render options)
 RENDERS: list[tuple[str, Path, dict[str, Any]]] = [
@@ -66,6 +69,8 @@ RENDERS: list[tuple[str, Path, dict[str, Any]]] = [
     ("edge-ip-output.nft", DATA / "edge.yaml", {"hook": "output", "family": "ip"}),
     ("host-directions-input.nft", DATA / "host-directions.yaml", {"hook": "input"}),
     ("host-directions-output.nft", DATA / "host-directions.yaml", {"hook": "output"}),
+    ("zones-forward.nft", DATA / "zones.yaml", {"hook": "forward"}),
+    ("zones-input.nft", DATA / "zones.yaml", {"hook": "input"}),
 ]
 
 
@@ -264,6 +269,42 @@ def test_rules_that_never_match_here_are_left_out_and_named() -> None:
     )
 
 
+def test_out_iface_is_oifname_in_forward_and_never_matches_elsewhere() -> None:
+    rs = _rules(
+        Rule(
+            Action.ACCEPT, id="out", proto=6, dport=parse_ports(443), iface="lan0", out_iface="wan0"
+        ),
+        Rule(Action.DROP, id="only-out", out_iface="dmz0"),
+        Rule(Action.ACCEPT, id="in", iface="lan0"),
+    )
+    forward = compile_nftables(rs, hook="forward")
+    assert [r.statement for r in forward.rules] == [
+        'tcp dport 443 iifname "lan0" oifname "wan0" accept',
+        'oifname "dmz0" drop',
+        'iifname "lan0" accept',
+    ]
+    assert forward.notes == ()
+    for hook, kw in (("input", "iifname"), ("output", "oifname")):
+        program = compile_nftables(rs, hook=hook)
+        assert [r.statement for r in program.rules] == [f'{kw} "lan0" accept']
+        assert program.notes == (
+            "rule 1 (out) left out: out_iface wan0 (the interface a forwarded packet leaves "
+            f"by) never matches in hook {hook}",
+            "rule 2 (only-out) left out: out_iface dmz0 (the interface a forwarded packet "
+            f"leaves by) never matches in hook {hook}",
+        )
+
+
+@pytest.mark.parametrize("hook", ["forward", "input"])
+@pytest.mark.parametrize("name", ["wan*", "a-very-long-name0"])
+def test_a_bad_out_iface_is_refused_on_every_hook(hook: str, name: str) -> None:
+    rs = RuleSet((Rule(Action.ACCEPT, id="x", out_iface=name, line=4),), Action.DROP, name="z.yaml")
+    with pytest.raises(ConfigError) as info:
+        render_nftables(rs, hook=hook)
+    assert (info.value.file, info.value.line) == ("z.yaml", 4)
+    assert "interface name" in info.value.reason
+
+
 def test_render_checks_its_options() -> None:
     for bad in ({"hook": "prerouting"}, {"family": "bridge"}, {"table": "no spaces"}):
         with pytest.raises(ValueError):
@@ -313,6 +354,8 @@ def _yaml_of(rs: RuleSet, source: str) -> str:
             d["tcp_flags"] = f"{flags(r.tcp_flags[0])}/{flags(r.tcp_flags[1])}"
         if r.iface is not None:
             d["iface"] = r.iface
+        if r.out_iface is not None:
+            d["out_iface"] = r.out_iface
         if r.ct_state is not None:
             order = ("new", "established", "related", "invalid")
             d["state"] = [s for s in order if s in r.ct_state]
@@ -472,7 +515,14 @@ class NftInterpreter:
                 return p.proto
             if key == "nfproto":
                 return p.version
-            return p.iface  # iifname / oifname: the one interface the hook gives
+            # iifname / oifname: the packet's input interface (input, forward), its output
+            # interface (output; out_iface on forward), "" for the one the hook lacks.
+            side = key[0]
+            if self.hook == "forward":
+                return (p.iface if side == "i" else p.out_iface) or ""
+            if (side == "o") == (self.hook == "output"):
+                return p.iface or ""
+            return ""
         proto, fld = body["protocol"], body["field"]
         needs = {
             "ip": (4, None),
@@ -609,7 +659,7 @@ def _harvest(listing: dict[str, Any]) -> dict[str, set[Any]]:
     return found
 
 
-def _packets(listing: dict[str, Any], n: int, seed: int) -> Iterator[Packet]:
+def _packets(listing: dict[str, Any], n: int, seed: int, forward: bool) -> Iterator[Packet]:
     rng = random.Random(seed)
     h = _harvest(listing)
     v4, v6 = sorted(h["v4"]) or [1], sorted(h["v6"]) or [1]
@@ -639,6 +689,7 @@ def _packets(listing: dict[str, Any], n: int, seed: int) -> Iterator[Packet]:
             rng.choice(ports) if proto in (6, 17) else 0,
             rng.choice(ports) if proto in (6, 17) else 0,
             iface=rng.choice(ifaces),
+            out_iface=rng.choice(ifaces) if forward else None,
             ct_state=rng.choice(("new", "established", "related", "invalid", None)),
             **extra,
         )
@@ -648,7 +699,8 @@ def _agree(listing: dict[str, Any], rs: RuleSet, chain: tuple[str, str, str], n:
     """Compare the import with the interpreter on ``n`` packets; returns how many."""
     family, table, name = chain
     ref = NftInterpreter(listing, family, table, name)
-    for i, p in enumerate(_packets(listing, n, seed=zlib.crc32("/".join(chain).encode()))):
+    seed = zlib.crc32("/".join(chain).encode())
+    for i, p in enumerate(_packets(listing, n, seed, forward=ref.hook == "forward")):
         want_kind, want_arg = ref.verdict(p)
         got = evaluate(rs, p)
         assert got.action.value == want_kind, (i, p, got.rule, want_kind, want_arg)
@@ -661,6 +713,9 @@ def _agree(listing: dict[str, Any], rs: RuleSet, chain: tuple[str, str, str], n:
         ("host.json", ("inet", "filter", "input")),
         ("docker-like.json", ("ip", "filter", "FORWARD")),
         ("router.json", ("inet", "fw", "forward")),
+        ("router-ifaces.json", ("inet", "edge", "forward")),
+        ("host-ifaces.json", ("inet", "host", "input")),
+        ("host-ifaces.json", ("inet", "host", "output")),
     ],
 )
 def test_import_agrees_with_the_chain_interpreter(source: str, chain: tuple[str, str, str]) -> None:
@@ -803,6 +858,82 @@ def test_jumps_returns_gotos_and_negations_are_expanded_exactly() -> None:
     assert _agree(listing, rs, ("inet", "t", "in"), 6000) == 6000
 
 
+BASE_FWD = {**BASE_IN, "hook": "forward"}
+
+
+def _zones() -> dict[str, Any]:
+    """A forward chain on interface pairs: iifname and oifname, negated, in sets, and in
+    chains reached by jump and goto (where they still mean the forward hook's)."""
+    iif, oif = meta("iifname"), meta("oifname")
+    return _listing(
+        (
+            "fwd",
+            BASE_FWD,
+            [
+                [m("==", iif, "lan0"), m("==", oif, "wan0"), {"jump": {"target": "out"}}],
+                [m("!=", oif, "lan0"), m("==", pay("tcp", "dport"), 22), DROP],
+                [m("==", oif, {"set": ["dmz0", "dmz1"]}), m("!=", iif, "wan0"), ACCEPT],
+                [m("!=", iif, {"set": ["lan0", "dmz0"]}), {"goto": {"target": "inbound"}}],
+                [m("==", oif, "wan0"), {"reject": {"type": "icmpx", "expr": "admin-prohibited"}}],
+                [m("==", iif, "lan0"), ACCEPT],
+            ],
+        ),
+        (
+            "out",
+            {},
+            [
+                [m("==", pay("udp", "dport"), 53), m("!=", oif, "wan0"), DROP],
+                [m("!=", oif, "wan0"), {"return": None}],
+                [m("==", pay("tcp", "dport"), {"set": [25, 465]}), DROP],
+                [ACCEPT],
+            ],
+        ),
+        (
+            "inbound",
+            {},
+            [
+                [m("==", oif, "lan0"), m("==", CT, "new"), DROP],
+                [m("!=", oif, "dmz0"), {"return": None}],
+                [m("==", pay("tcp", "dport"), 443), ACCEPT],
+            ],
+        ),
+    )
+
+
+def test_iifname_and_oifname_in_a_forward_chain_are_iface_and_out_iface() -> None:
+    listing = _zones()
+    rs = parse_nftables(json.dumps(listing), "zones.json", "fwd")
+    assert {r.out_iface for r in rs.rules} >= {"wan0", "lan0", "dmz0", "dmz1"}
+    assert all(r.direction is None for r in rs.rules)
+    assert _agree(listing, rs, ("inet", "t", "fwd"), 6000) == 6000
+    # The first rule's jump: lan0 -> wan0 only, whatever the out chain says.
+    first = rs.rules[0]
+    assert (first.iface, first.out_iface, first.action) == ("lan0", "wan0", Action.DROP)
+    assert first.describe().endswith("on lan0 out via wan0")
+
+
+@pytest.mark.parametrize(
+    ("hook", "key"), [("input", "oifname"), ("input", "oif"), ("output", "iifname")]
+)
+def test_the_interface_a_hook_does_not_have_never_matches_a_name(hook: str, key: str) -> None:
+    """The kernel reads it as "" (nft_meta_store_ifname; checked in test_nft_kernel.py):
+    ``== "X"`` never matches, ``!= "X"`` always does, in a set or not."""
+    rules = [
+        [m("==", meta(key), "eth0"), m("==", pay("tcp", "dport"), 1), DROP],
+        [m("!=", meta(key), "eth0"), m("==", pay("tcp", "dport"), 2), DROP],
+        [m("==", meta(key), {"set": ["eth0", "eth1"]}), m("==", pay("tcp", "dport"), 3), DROP],
+        [m("!=", meta(key), {"set": ["eth0", "eth1"]}), m("==", pay("tcp", "dport"), 4), DROP],
+    ]
+    rs = parse_nftables(
+        json.dumps(_listing(("c", {**BASE_IN, "hook": hook}, rules))), "h.json", "c"
+    )
+    assert [(r.id, r.dport, r.iface, r.out_iface) for r in rs.rules] == [
+        ("c/12", parse_ports(2), None, None),
+        ("c/14", parse_ports(4), None, None),
+    ]
+    assert rs.default is Action.DROP
+
+
 def test_an_expansion_that_grows_too_large_is_refused() -> None:
     # Each negated interface skips to the rest of the chain: the copies multiply.
     rules = [
@@ -857,25 +988,18 @@ REFUSALS = [
         "concatenation",
     ),
     (
-        "oif in forward",
-        [m("==", meta("oifname"), "eth0"), ACCEPT],
+        "oif wildcard in forward",
+        [m("==", meta("oifname"), "wan*"), ACCEPT],
         "forward",
-        ".expr[0].match.left",
-        "one interface",
+        ".expr[0].match.right",
+        "wildcard",
     ),
     (
-        "iif in output",
-        [m("==", meta("iifname"), "eth0"), ACCEPT],
-        "output",
-        ".expr[0].match.left",
-        "no input interface",
-    ),
-    (
-        "oif in input",
-        [m("==", meta("oifname"), "eth0"), ACCEPT],
+        "oif wildcard in input",
+        [m("!=", meta("oifname"), "wan*"), ACCEPT],
         "input",
-        ".expr[0].match.left",
-        "no output interface",
+        ".expr[0].match.right",
+        "wildcard",
     ),
     (
         "wildcard",
@@ -955,6 +1079,14 @@ def test_the_real_iptables_nft_docker_dump_is_refused_at_its_xt_match() -> None:
     index = int(str(err.field).split("]")[0].split("[")[1])
     assert "xt" in json.dumps(listing[index]["rule"]["expr"][1])
     assert "iptables-save" in err.reason
+    # Only the xt matches stand in the way: its -i/-o (iifname/oifname) are taken.
+    kept = [
+        item
+        for item in listing
+        if not (item.get("rule") and any("xt" in e for e in item["rule"]["expr"]))
+    ]
+    rs = parse_nftables(json.dumps({"nftables": kept}), "x.json", "ip/filter/FORWARD")
+    assert {(r.iface, r.out_iface) for r in rs.rules} >= {("docker0", "docker0"), (None, "docker0")}
 
 
 def test_jump_loops_are_refused() -> None:

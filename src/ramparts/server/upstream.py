@@ -246,14 +246,13 @@ class UpstreamConnection:
     def release(self) -> None:
         """The response is complete: keep the connection for reuse, or close it."""
         self.ex = None
-        if (
-            self._stopped
-            or self.transport is None
-            or self.transport.is_closing()
-            or not self._keepalive
-        ):
+        transport = self.transport
+        if self._stopped or transport is None or transport.is_closing() or not self._keepalive:
             self.close()
             return
+        # Reading may have been paused for a slow client (or a held answer) when the
+        # response ended: a pooled connection must read its next response.
+        transport.resume_reading()
         self.group.put_idle(self)
 
     def close(self) -> None:

@@ -52,15 +52,13 @@ def test_export_options_and_output_file(tmp_path: Path) -> None:
 
 
 def test_export_refuses_with_file_and_line() -> None:
-    done = fw("export", str(DATA / "host-directions.yaml"), "--to", "nftables", "--hook", "forward")
+    path = DATA / "wildcard-iface.yaml"
+    done = fw("export", str(path), "--to", "nftables", "--hook", "forward")
     assert done.returncode == 1
     assert done.stdout == ""
-    path = DATA / "host-directions.yaml"
-    line = next(
-        i for i, text in enumerate(path.read_text().splitlines(), 1) if "id: ssh-in" in text
-    )
-    assert done.stderr.startswith(f"ramparts: {path}:{line}: rules.1: rule 2 (ssh-in) cannot")
-    assert "a forward chain has none" in done.stderr
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "id: lan" in text)
+    assert done.stderr.startswith(f"ramparts: {path}:{line}: rules.1: rule 2 (lan) cannot")
+    assert "as a wildcard" in done.stderr
 
 
 def test_export_knows_its_targets() -> None:

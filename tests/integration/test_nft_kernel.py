@@ -1014,7 +1014,7 @@ def test_cli_apply_dry_run_and_rollback(netns: str, tmp_path: Path) -> None:
     assert _comments(_table(netns))[0] == "http"
     done = _cli(
         "apply",
-        str(DATA / "host-directions.yaml"),
+        str(DATA / "wildcard-iface.yaml"),
         "--hook",
         "forward",
         "--netns",
@@ -1023,7 +1023,7 @@ def test_cli_apply_dry_run_and_rollback(netns: str, tmp_path: Path) -> None:
         saved,
     )
     assert done.returncode == 1
-    assert "host-directions.yaml:" in done.stderr and "forward chain has none" in done.stderr
+    assert "wildcard-iface.yaml:" in done.stderr and "as a wildcard" in done.stderr
     done = _cli(
         "apply", str(DATA / "edge.yaml"), "--hook", "forward", "--netns", netns, "--saved", saved
     )

@@ -10,12 +10,12 @@ lists longer than ``set_threshold`` are named interval sets (``@s4_1``, ``@s6_1`
 of thousands of addresses is one rule, never one rule per address. The script starts with
 ``table F T`` + ``delete table F T``, so ``nft -f`` replaces our table, and only ours, in one
 atomic transaction. What nft cannot say the way the rule model means it is refused with the
-rule's file and line (a direction in a forward chain, an interface name nft would read as a
-wildcard). Interfaces: ``iface`` is ``iifname`` on the input and forward hooks and ``oifname``
-on output; ``out_iface`` (a forwarded packet's output interface) is ``oifname`` on forward. A
-rule that can never match in the chosen hook or family (``direction: out`` in ``input``, an
-``out_iface`` outside ``forward``, an IPv6-only rule in a table of family ``ip``) is left out
-and named in a comment.
+rule's file and line (an interface name nft would read as a wildcard). Interfaces: ``iface``
+is ``iifname`` on the input and forward hooks and ``oifname`` on output; ``out_iface`` (a
+forwarded packet's output interface) is ``oifname`` on forward. A rule that can never match
+in the chosen hook or family (``direction: out`` in ``input``, any direction in ``forward``,
+an ``out_iface`` outside ``forward``, an IPv6-only rule in a table of family ``ip``) is left
+out and named in a comment.
 
 In (:func:`load_nftables`, :func:`parse_nftables`): one base chain of a listing (``select``:
 ``family/table/chain``, ``table/chain`` or a chain name; by default the only filter chain on
@@ -463,14 +463,11 @@ def _render_rule(
 ) -> tuple[list[tuple[str, frozenset[int]]], str]:
     """The statements (without verdict) of one rule, each with the IP versions it covers;
     or none and a note saying why the rule can never match here."""
-    if rule.direction is not None:
-        if hook == "forward":
-            raise ValueError(
-                "a direction (in/out) is a host's view; a forward chain has none "
-                "(name the interface with iface, or the addresses)"
-            )
-        if (rule.direction == "in") != (hook == "input"):
-            return [], f"direction {rule.direction} never matches in hook {hook}"
+    if rule.direction is not None and (
+        # (a forwarded packet has no direction: a host's rule never matches in forward)
+        hook == "forward" or (rule.direction == "in") != (hook == "input")
+    ):
+        return [], f"direction {rule.direction} never matches in hook {hook}"
     if rule.out_iface is not None and hook != "forward":
         _ifname(rule.out_iface)
         return [], (

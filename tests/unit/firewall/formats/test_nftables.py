@@ -229,7 +229,6 @@ def test_the_script_replaces_only_our_table_in_one_transaction() -> None:
 @pytest.mark.parametrize(
     ("rule", "hook", "reason"),
     [
-        (Rule(Action.ACCEPT, id="x", direction="in"), "forward", "a forward chain has none"),
         (Rule(Action.ACCEPT, id="x", iface="eth*"), "input", "wildcard"),
         (Rule(Action.ACCEPT, id="x", iface="a-very-long-name0"), "input", "at most 15"),
         (Rule(Action.ACCEPT, id='say"hi"'), "input", "cannot be an nft comment"),
@@ -260,6 +259,14 @@ def test_rules_that_never_match_here_are_left_out_and_named() -> None:
     assert program.notes == (
         "rule 3 (dns-out) left out: direction out never matches in hook input",
         "rule 4 (web-out) left out: direction out never matches in hook input",
+    )
+    # a forwarded packet has no direction: a host's rules never match in forward
+    forward = compile_nftables(rs, hook="forward")
+    assert [r.comment for r in forward.rules] == ["replies", "loopback"]
+    assert forward.notes == (
+        "rule 2 (ssh-in) left out: direction in never matches in hook forward",
+        "rule 3 (dns-out) left out: direction out never matches in hook forward",
+        "rule 4 (web-out) left out: direction out never matches in hook forward",
     )
     v6 = _rules(Rule(Action.DROP, id="v6only", src=parse_ipset("2001:db8::/32")))
     ip = compile_nftables(v6, family="ip")

@@ -1145,13 +1145,17 @@ class Exchange(Context):
             return int(length)
         return -1
 
-    def _refuse_answer(self, refusal: Respond) -> None:
-        """Drop the upstream's answer (nothing of it was sent) and its connection, and send
-        ``refusal`` instead."""
+    def _drop_answer(self) -> None:
+        """Forget the upstream's answer, of which nothing was sent (it was held)."""
         self._out = None
         self._held = None
         self.hold = None
         self.resp_started = False
+
+    def _refuse_answer(self, refusal: Respond) -> None:
+        """Drop the upstream's answer (nothing of it was sent) and its connection, and send
+        ``refusal`` instead."""
+        self._drop_answer()
         up = self.upstream
         if up is not None:
             self.upstream = None
@@ -1214,13 +1218,7 @@ class Exchange(Context):
         conn = self._done_conn
         if conn is not None:
             self._done_conn = None
-            self.upstream = None
-            conn.peer.active -= 1
-            if self.body_complete:
-                conn.release()
-            else:
-                conn.close()
-            self.upstream_time = monotonic() - self._up_start
+            self._end_upstream(conn)
         self._refuse_answer(refusal)
 
     def _filtered_head(self, status: int, headers: Headers) -> list[bytes]:
@@ -1289,6 +1287,12 @@ class Exchange(Context):
                 self.conn.transport.write(  # type: ignore[union-attr]
                     out[0] if len(out) == 1 else b"".join(out)
                 )
+        self._end_upstream(conn)
+        if self.conn.current is self:
+            self.conn.exchange_done(self)
+
+    def _end_upstream(self, conn: UpstreamConnection) -> None:
+        """The upstream sent its whole answer: its connection goes back to the pool."""
         self.upstream = None
         peer = conn.peer
         peer.active -= 1
@@ -1302,8 +1306,6 @@ class Exchange(Context):
             # connection cannot be reused, and the client's body is not read further.
             conn.close()
             self.keep_alive = False
-        if self.conn.current is self:
-            self.conn.exchange_done(self)
 
     def upstream_failed(self, conn: UpstreamConnection, reason: str, status: int) -> None:
         if self._until_close and status == 502 and reason.endswith("connection"):
@@ -1317,10 +1319,7 @@ class Exchange(Context):
             if waiting is not None:
                 self.waiting = None
                 waiting.cancel()
-            self._held = None
-            self.hold = None
-            self._out = None
-            self.resp_started = False
+            self._drop_answer()
         self.flush()
         self.upstream = None
         peer = conn.peer
